@@ -10,10 +10,10 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP) postgres
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,containers]'
 	touch $@
 
 postgres:

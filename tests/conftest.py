@@ -1,7 +1,19 @@
 """Shared test configuration: fixture modules and Hypothesis profiles."""
 
-from harness.profiles import load_profile
+from __future__ import annotations
+
+import pytest
+
+from harness.profiles import apply_ci_seed, load_profile
 
 pytest_plugins = ["tests.fixtures.fix_pg", "tests.fixtures.fix_proxy"]
 
 load_profile()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under the ``ci`` profile every Hypothesis test runs with the project's fixed seed."""
+    for item in items:
+        fn = getattr(item, "obj", None)
+        if fn is not None and getattr(fn, "is_hypothesis_test", False):
+            apply_ci_seed(getattr(fn, "__func__", fn))
