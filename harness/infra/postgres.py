@@ -298,7 +298,7 @@ class LocalCluster(PostgresServer):
                 tail = self.log_path.read_text(errors="replace").strip().splitlines()[-3:]
                 log_tail = " | log: " + " / ".join(tail) if tail else ""
             raise SetupError(f"{args[0]} failed: {last}{log_tail}")
-        return proc.stdout
+        return str(proc.stdout)
 
     def _chown(self, path: Path) -> None:
         if self.run_as is None or os.geteuid() != 0:
