@@ -1,0 +1,212 @@
+"""Small builders for recorded runs: histories, samples and final states.
+
+Times are seconds on the monotonic clock; ``wall(t)`` is the true wall time at
+monotonic ``t`` (``WALL0 + t``), so a lease "valid until t=5" is
+``lease("a", until=5)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.history import (
+    ActivityRow,
+    BackendEvent,
+    ErrorInfo,
+    Event,
+    FaultEvent,
+    FinalState,
+    ForeignEvent,
+    OpEvent,
+    ReapEvent,
+    Sample,
+    WorkerEvent,
+)
+
+WALL0 = 1_767_225_600.0
+SERVICE = "orders"
+PREFIX = f"s={SERVICE};"
+GOOD_SIG = "GOODsig0000"
+
+
+def wall(t: float) -> float:
+    return WALL0 + t
+
+
+def lease(instance: str, until: float, *, sig: str = GOOD_SIG, service: str = SERVICE) -> str:
+    """An application_name whose lease expires at monotonic ``until``."""
+    return f"s={service};i={instance};e={round(wall(until) * 1000)};g={sig}"
+
+
+@dataclass
+class H:
+    """A history under construction. Every method appends one event."""
+
+    events: list[Event] = field(default_factory=list)
+    _process: dict[str, int] = field(default_factory=dict)
+    _next_process: int = 0
+    _invokes: dict[str, OpEvent] = field(default_factory=dict)
+    _n: int = 0
+
+    def process(self, worker: str) -> int:
+        if worker not in self._process:
+            self._process[worker] = self._next_process
+            self._next_process += 1
+        return self._process[worker]
+
+    def invoke(
+        self,
+        worker: str,
+        t: float,
+        f: str = "read",
+        *,
+        op: str | None = None,
+        lease_valid: bool = True,
+        pid: int | None = None,
+        value: dict[str, Any] | None = None,
+    ) -> str:
+        self._n += 1
+        op = op or f"{worker}-{self._n}"
+        ev = OpEvent(
+            "invoke",
+            op,
+            self.process(worker),
+            worker,
+            f,
+            value or {},
+            t,
+            wall(t),
+            lease_valid=lease_valid,
+            backend_pid=pid,
+        )
+        self._invokes[op] = ev
+        self.events.append(ev)
+        return op
+
+    def write(self, worker: str, t: float, op_id: str, *, amount: int = 1, **kw: Any) -> str:
+        return self.invoke(
+            worker, t, "write", op=op_id, value={"op_id": op_id, "amount": amount}, **kw
+        )
+
+    def complete(
+        self,
+        op: str,
+        t: float,
+        type: str,
+        *,
+        sqlstate: str | None = None,
+        cls: str | None = None,
+        message: str = "",
+        pid: int | None = None,
+    ) -> H:
+        inv = self._invokes[op]
+        err = None
+        if sqlstate is not None or cls is not None:
+            err = ErrorInfo(sqlstate, cls or "DatabaseError", message)
+        self.events.append(
+            OpEvent(
+                type,
+                op,
+                inv.process,
+                inv.worker,
+                inv.f,
+                inv.value,
+                t,
+                wall(t),  # type: ignore[arg-type]
+                backend_pid=pid if pid is not None else inv.backend_pid,
+                error=err,
+            )
+        )
+        if type == "info" and inv.worker is not None:
+            self._process[inv.worker] = self._next_process
+            self._next_process += 1
+        return self
+
+    def ok(self, op: str, t: float, **kw: Any) -> H:
+        return self.complete(op, t, "ok", **kw)
+
+    def fail(self, op: str, t: float, **kw: Any) -> H:
+        return self.complete(op, t, "fail", **kw)
+
+    def info(self, op: str, t: float, **kw: Any) -> H:
+        return self.complete(op, t, "info", **kw)
+
+    def fault(self, f: str, t: float, worker: str | None = None, **value: Any) -> H:
+        self.events.append(FaultEvent(f, worker, value, t, wall(t)))
+        return self
+
+    def spawn(self, worker: str, t: float, os_pid: int = 4000) -> H:
+        self.events.append(WorkerEvent("spawn", worker, os_pid, None, None, t, wall(t)))
+        return self
+
+    def crash(self, worker: str, t: float, detail: str = "TypeError in on_error") -> H:
+        self.events.append(WorkerEvent("crash", worker, 4000, 1, detail, t, wall(t)))
+        return self
+
+    def backend(self, worker: str, pid: int, t: float, *, until: float, instance: str = "") -> H:
+        app = lease(instance or worker, until)
+        self.events.append(BackendEvent(worker, pid, app, wall(until), t, wall(t)))
+        return self
+
+    def reap(
+        self,
+        pid: int,
+        t: float,
+        *,
+        reaper: str = "reaper",
+        result: str = "killed",
+        app: str | None = None,
+        until: float = 0.0,
+        state: str | None = "idle",
+        state_change: float | None = 0.0,
+    ) -> H:
+        app = app if app is not None else lease(f"p{pid}", until)
+        sc = None if state_change is None else wall(state_change)
+        self.events.append(ReapEvent(reaper, pid, result, app, state, sc, None, t, wall(t)))
+        return self
+
+    def foreign(self, pid: int, t: float, kind: str = "other_app", f: str = "register") -> H:
+        self.events.append(ForeignEvent(pid, kind, t, wall(t), f=f))
+        return self
+
+
+def row(pid: int, app: str | None, state: str = "idle", state_change: float = 0.0) -> ActivityRow:
+    return ActivityRow(
+        pid=pid,
+        application_name=app,
+        state=state,
+        state_change=wall(state_change),
+        backend_type="client backend",
+    )
+
+
+def sample(t: float, *rows: ActivityRow) -> Sample:
+    return Sample(t, wall(t), tuple(rows))
+
+
+def own_rows(n: int, first_pid: int = 500) -> list[ActivityRow]:
+    """``n`` idle service backends."""
+    return [row(first_pid + i, lease(f"z{i}", 0.0)) for i in range(n)]
+
+
+def samples_by_count(
+    start: float, stop: float, step: float, count: Callable[[float], int]
+) -> list[Sample]:
+    """Samples every ``step`` s in [start, stop) with ``count(t)`` service backends each."""
+    out, t = [], start
+    while t < stop - 1e-9:
+        out.append(sample(round(t, 6), *own_rows(count(t))))
+        t += step
+    return out
+
+
+def final(
+    counts: dict[str, int] | None = None, *, counter: int | None = None, rows: int | None = None
+) -> FinalState:
+    counts = counts or {}
+    total = sum(counts.values())
+    return FinalState(
+        counts, total if counter is None else counter, total if rows is None else rows
+    )
