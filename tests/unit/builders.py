@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from harness.history import (
     ActivityRow,
@@ -20,6 +20,7 @@ from harness.history import (
     FinalState,
     ForeignEvent,
     OpEvent,
+    OpType,
     ReapEvent,
     Sample,
     WorkerEvent,
@@ -107,14 +108,14 @@ class H:
             err = ErrorInfo(sqlstate, cls or "DatabaseError", message)
         self.events.append(
             OpEvent(
-                type,
+                cast(OpType, type),
                 op,
                 inv.process,
                 inv.worker,
                 inv.f,
                 inv.value,
                 t,
-                wall(t),  # type: ignore[arg-type]
+                wall(t),
                 backend_pid=pid if pid is not None else inv.backend_pid,
                 error=err,
             )
