@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from harness.checks import (
     Run,
@@ -540,3 +542,18 @@ def test_default_prefix_comes_from_the_service() -> None:
     assert config().own_app_prefix == f"s={SERVICE};"
     assert config(own_app_prefix="s=x;").own_app_prefix == "s=x;"
     assert config().convergence_bound == pytest.approx(4.0)
+
+
+@given(
+    cases=st.lists(
+        st.tuples(st.sampled_from(["ok", "fail", "info", "open"]), st.integers(0, 3)),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_p3_verdict_matches_the_outcome_rules(cases: list[tuple[str, int]]) -> None:
+    h = writes(*(outcome for outcome, _ in cases))
+    counts = {f"{outcome}{i}": n for i, (outcome, n) in enumerate(cases)}
+    allowed = {"ok": {1}, "fail": {0}, "info": {0, 1}, "open": {0, 1}}
+    expect_ok = all(n in allowed[outcome] for outcome, n in cases)
+    assert check_p3(run(h, fin=final(counts))).ok == expect_ok
