@@ -1,0 +1,46 @@
+"""``python -m harness.faultproxy``: bad input or a failed start is one line and exit 2."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from . import VERSION
+from ._flags import USAGE, FlagError, parse
+from ._server import StartupError, run
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def main(argv: list[str]) -> int:
+    try:
+        opts = parse(argv)
+    except FlagError as exc:
+        print(f"faultproxy: {exc}", file=sys.stderr)
+        return 2
+    if opts.help:
+        print(USAGE)
+        return 0
+    if opts.version:
+        print(VERSION)
+        return 0
+    try:
+        with asyncio.Runner(loop_factory=_new_loop) as runner:
+            runner.run(run(opts))
+    except StartupError as exc:
+        print(f"faultproxy: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

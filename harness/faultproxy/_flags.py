@@ -1,0 +1,91 @@
+"""The command line, read like Go's ``flag`` package reads ``toxiproxy-server``'s.
+
+``-name value``, ``-name=value`` and ``--name`` forms; parsing stops at ``--``
+or the first non-flag argument, and leftover arguments are an error here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+USAGE = (
+    "usage: python -m harness.faultproxy [-host HOST] [-port PORT] [-config FILE] "
+    "[-seed N] [-version]"
+)
+
+
+class FlagError(Exception):
+    """Bad command line; the message is the one line to print."""
+
+
+@dataclass
+class Options:
+    host: str = "localhost"
+    port: int = 8474
+    config: str = ""
+    seed: int = 0
+    version: bool = False
+    help: bool = False
+
+
+_VALUED = {"host", "port", "config", "seed"}
+_BOOLEAN = {"version", "help", "h", "proxy-metrics", "runtime-metrics"}
+
+
+def _bool(name: str, text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "t", "true"):
+        return True
+    if lowered in ("0", "f", "false"):
+        return False
+    raise FlagError(f'invalid boolean value "{text}" for -{name}: parse error')
+
+
+def _int(name: str, text: str, low: int, high: int) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise FlagError(f'invalid value "{text}" for flag -{name}: parse error') from None
+    if not low <= value <= high:
+        raise FlagError(f'invalid value "{text}" for flag -{name}: out of range {low}..{high}')
+    return value
+
+
+def parse(argv: list[str]) -> Options:
+    opts = Options(seed=time.time_ns())
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg == "--":
+            break
+        if not arg.startswith("-") or arg == "-":
+            args.insert(0, arg)
+            break
+        name, eq, value = arg.lstrip("-").partition("=")
+        if arg.startswith("---") or not name:
+            raise FlagError(f"bad flag syntax: {arg}")
+        if name in _BOOLEAN:
+            flag = _bool(name, value) if eq else True
+            if name in ("help", "h"):
+                opts.help = flag
+            elif name == "version":
+                opts.version = flag
+            continue
+        if name not in _VALUED:
+            raise FlagError(f"flag provided but not defined: -{name}")
+        if not eq:
+            if not args:
+                raise FlagError(f"flag needs an argument: -{name}")
+            value = args.pop(0)
+        if name == "host":
+            opts.host = value
+        elif name == "port":
+            opts.port = _int(name, value, 0, 65535)
+        elif name == "config":
+            opts.config = value
+        else:
+            opts.seed = _int(name, value, -(2**63), 2**63 - 1)
+    if args:
+        raise FlagError(f"unexpected argument: {args[0]}")
+    return opts
