@@ -26,13 +26,17 @@ def _progress(msg: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    names = sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules(bench.__path__)
-                   if m.name.startswith("bench_"))
+    names = sorted(
+        m.name[len("bench_") :]
+        for m in pkgutil.iter_modules(bench.__path__)
+        if m.name.startswith("bench_")
+    )
     wanted = argv or names
     unknown = [n for n in wanted if n not in names]
     if unknown:
-        print(f"bench: unknown benchmark {unknown[0]!r}; known: {', '.join(names)}",
-              file=sys.stderr)
+        print(
+            f"bench: unknown benchmark {unknown[0]!r}; known: {', '.join(names)}", file=sys.stderr
+        )
         return 2
     results: dict[str, Any] = {}
     if REPORT.exists():

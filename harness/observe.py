@@ -188,14 +188,32 @@ def load_samples(path: Path) -> list[Sample]:
 
 def write_activity_csv(samples: Iterable[Sample], path: Path) -> None:
     """``activity.csv``: one line per (sample, backend)."""
-    cols = ("time", "wall", "pid", "application_name", "state", "state_change",
-            "backend_start", "xact_start", "usename")
+    cols = (
+        "time",
+        "wall",
+        "pid",
+        "application_name",
+        "state",
+        "state_change",
+        "backend_start",
+        "xact_start",
+        "usename",
+    )
     with path.open("w") as f:
         f.write(",".join(cols) + "\n")
         for s in samples:
             for r in s.rows:
-                values = (s.time, s.wall, r.pid, r.application_name, r.state, r.state_change,
-                          r.backend_start, r.xact_start, r.usename)
+                values = (
+                    s.time,
+                    s.wall,
+                    r.pid,
+                    r.application_name,
+                    r.state,
+                    r.state_change,
+                    r.backend_start,
+                    r.xact_start,
+                    r.usename,
+                )
                 f.write(",".join(_csv(v) for v in values) + "\n")
 
 
@@ -226,8 +244,8 @@ def terminations_from_log(log_text: str) -> list[int]:
 class KillCrossCheck:
     """Ledger kills vs. the server's own record of terminations."""
 
-    ledger_only: tuple[int, ...]   # the ledger says killed, the server never logged it
-    log_only: tuple[int, ...]      # the server logged a termination nobody accounts for
+    ledger_only: tuple[int, ...]  # the ledger says killed, the server never logged it
+    log_only: tuple[int, ...]  # the server logged a termination nobody accounts for
 
     @property
     def consistent(self) -> bool:

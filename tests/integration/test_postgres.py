@@ -121,7 +121,9 @@ def test_runs_as_non_root_user() -> None:
     if os.geteuid() == 0:
         probe = subprocess.run(
             ["runuser", "-u", "postgres", "--", os.sys.executable, "-c", "import harness"],
-            capture_output=True, text=True, cwd=str(Path(__file__).parents[2]),
+            capture_output=True,
+            text=True,
+            cwd=str(Path(__file__).parents[2]),
         )
         if probe.returncode != 0:
             detail = (probe.stderr.strip().splitlines() or ["no detail"])[-1]
@@ -137,8 +139,13 @@ def test_runs_as_non_root_user() -> None:
         "with LocalCluster(max_connections=10) as c:\n"
         "    print(psycopg.connect(c.app_dsn).execute('select 1').fetchone()[0])\n"
     )
-    out = subprocess.run([*cmd, script], capture_output=True, text=True, timeout=120,
-                         cwd=str(Path(__file__).parents[2]))
+    out = subprocess.run(
+        [*cmd, script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(Path(__file__).parents[2]),
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "1"
 

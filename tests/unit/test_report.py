@@ -1,0 +1,64 @@
+"""Run directories: every file a person reads, the latest link, and the exit status."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+from harness.checks import Run, check_all
+from harness.report import EXIT_FAILED, EXIT_OK, EXIT_UNJUDGED, Outcome, RunDir
+from tests.unit.builders import H, final, lease, row, sample
+from tests.unit.test_checks import config
+
+
+def _run_with_duplicate(duplicate: bool) -> Run:
+    h = H()
+    h.spawn("w1", 0.0)
+    h.backend("w1", 101, 0.1, until=50)
+    op = h.write("w1", 1.0, "op-1")
+    h.ok(op, 1.1)
+    h.fault("freeze", 1.2, "w1")
+    h.reap(102, 2.0, until=1.0)
+    samples = [sample(t / 10, row(101, lease("w1", 50))) for t in range(30)]
+    return Run(h.events, samples, final({"op-1": 2 if duplicate else 1}), config())
+
+
+def test_passing_run_writes_every_file_and_points_latest(tmp_path: Path) -> None:
+    run = _run_with_duplicate(False)
+    outcome = Outcome("demo", check_all(run), counts={"ops": 1})
+    d = RunDir("demo", root=tmp_path)
+    d.finish(outcome, events=run.events, samples=run.samples, limit=3, service_prefix="s=orders;")
+    for name in ("summary.json", "junit.xml", "report.html", "activity.csv", "timeline.png"):
+        assert (d.path / name).stat().st_size > 0, name
+    assert (tmp_path / "latest").resolve() == d.path.resolve()
+    summary = json.loads((d.path / "summary.json").read_text())
+    assert summary["result"] == "pass" and outcome.exit_code == EXIT_OK
+    assert [v["property"] for v in summary["verdicts"]] == ["P1", "P2", "P3", "P4", "P5"]
+    assert (d.path / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_failing_property_shows_in_junit_html_and_exit_code(tmp_path: Path) -> None:
+    run = _run_with_duplicate(True)
+    outcome = Outcome("demo", check_all(run))
+    assert outcome.exit_code == EXIT_FAILED
+    d = RunDir("demo", root=tmp_path)
+    d.finish(outcome, events=run.events, samples=run.samples)
+    suite = ET.parse(d.path / "junit.xml").getroot()
+    assert suite.get("failures") == "1" and suite.get("tests") == "5"
+    failure = suite.find("testcase/failure")
+    assert failure is not None and "op-1" in (failure.text or "")
+    assert "FAILS" in (d.path / "report.html").read_text()
+
+
+def test_unjudged_run_exits_2_and_latest_moves(tmp_path: Path) -> None:
+    first = RunDir("demo", root=tmp_path)
+    first.finish(Outcome("demo", unjudged="no proxy"))
+    second = RunDir("demo", root=tmp_path)
+    outcome = Outcome("demo", unjudged="no proxy")
+    second.finish(outcome)
+    assert outcome.exit_code == EXIT_UNJUDGED
+    assert first.path != second.path
+    assert (tmp_path / "latest").resolve() == second.path.resolve()
+    suite = ET.parse(second.path / "junit.xml").getroot()
+    assert suite.get("errors") == "1"
