@@ -16,7 +16,10 @@ Layering, bottom to top (a module imports only from those above it in this list)
 """
 
 from harness.lease import token
+from harness.lease.client import LeaseClient, Tx
 from harness.lease.config import AUTO, LeaseConfig
+from harness.lease.decide import ActivityRow, Candidate, Rules, decide
+from harness.lease.dedup import DDL as DEDUP_DDL
 from harness.lease.errors import (
     ConfigError,
     ConnectFailed,
@@ -26,16 +29,31 @@ from harness.lease.errors import (
     OutcomeUnknown,
     RetriesExhausted,
 )
+from harness.lease.fence import FenceAction, fence_action
+from harness.lease.reaper import PassResult, Reaper
+from harness.lease.retry import Outcome
 
 __all__ = [
     "AUTO",
+    "DEDUP_DDL",
+    "ActivityRow",
+    "Candidate",
     "ConfigError",
     "ConnectFailed",
     "ConnectionDead",
+    "FenceAction",
+    "LeaseClient",
     "LeaseConfig",
     "LeaseError",
     "LeaseExpired",
+    "Outcome",
     "OutcomeUnknown",
+    "PassResult",
+    "Reaper",
     "RetriesExhausted",
+    "Rules",
+    "Tx",
+    "decide",
+    "fence_action",
     "token",
 ]

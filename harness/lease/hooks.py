@@ -73,6 +73,9 @@ class Hooks:
         """Is a hook registered (so the payload is worth building)?"""
         return name in self._hooks
 
+    def wants_any(self, names: tuple[str, ...]) -> bool:
+        return any(n in self._hooks for n in names)
+
     def emit(self, name: str, payload: dict[str, Any]) -> None:
         fn = self._hooks.get(name)
         if fn is None:
