@@ -1,0 +1,51 @@
+"""The scenario command as a user meets it: exit statuses, one-line errors, reports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scenarios", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+
+
+def test_smoke_scenario_passes_and_reports() -> None:
+    done = _run("smoke")
+    assert done.returncode == 0, done.stdout + done.stderr
+    latest = REPO / "reports" / "latest"
+    summary = json.loads((latest / "summary.json").read_text())
+    assert summary["scenario"] == "smoke" and summary["result"] == "pass"
+    assert {v["property"] for v in summary["verdicts"]} == {"S1", "S2", "S3"}
+    assert "OperationalError" in summary["verdicts"][0]["summary"]
+    assert (latest / "junit.xml").exists() and (latest / "report.html").exists()
+    assert "[smoke" in done.stderr  # progress lines
+
+
+def test_unknown_scenario_is_one_line_and_exit_2() -> None:
+    done = _run("no-such-scenario")
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0
+    assert "unknown scenario 'no-such-scenario'" in done.stderr
+
+
+def test_bad_option_is_one_line_and_exit_2() -> None:
+    done = _run("smoke", "not-an-option")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "smoke: expected key=value, got 'not-an-option'"
+
+
+def test_list_names_every_scenario() -> None:
+    done = _run("list")
+    assert done.returncode == 0
+    assert "smoke" in done.stdout
