@@ -6,6 +6,9 @@ One pass on a given connection (the client's own, or a short-lived one):
    SET LOCAL statement_timeout; SELECT pg_try_advisory_xact_lock(ns, hashtext(tag))``,
    one round trip. Busy: ``on_reap {"event": "busy"}``, end. A holder frozen mid-pass
    loses its session (25P03) after ``reaper_lock_timeout``, and the lock with it.
+   The server's clock when the lock was taken and just before it was released is
+   in the ``locked`` and ``pass_end`` events (``server_at``): evidence that two passes
+   never overlapped.
 2. ``scan``: ``pg_stat_activity`` of the current database, state in ``idle_states``,
    ``application_name LIKE 's=<tag>;%'`` (wildcards escaped), not our own pid.
 3. ``decide`` (pure, :mod:`harness.lease.decide`), then ``on_reap {"event":
@@ -61,6 +64,7 @@ SELECT a.pid, a.application_name, a.state, a.state_change,
    AND a.backend_type = 'client backend'
    AND a.application_name LIKE %s ESCAPE '\\'
    AND a.state = ANY(%s)"""
+"""The scan. Rows whose state is NULL (another role, no pg_read_all_stats) never match."""
 
 GUARDED_KILL_SQL = """\
 SELECT pg_terminate_backend(a.pid) AS lease_killed
@@ -93,6 +97,10 @@ class Reaper(Rules):
         super().__init__(config)
         self.hooks = hooks if isinstance(hooks, Hooks) else Hooks(hooks, config.clock)
         self._denied_logged = False
+        self.lock_server_at: float | None = None
+        """Server clock (Unix s) when the last pass got the lock (None: not recorded)."""
+        self.release_server_at: float | None = None
+        """Server clock just before the last pass released it."""
 
     # -- one pass -------------------------------------------------------------------
 
@@ -104,7 +112,7 @@ class Reaper(Rules):
             if not leader:
                 self._emit({"event": "busy", "reaper_pid": own_pid})
                 return PassResult("busy")
-            self._emit({"event": "locked", "reaper_pid": own_pid})
+            self._emit({"event": "locked", "reaper_pid": own_pid, "server_at": self.lock_server_at})
             rows = self.scan(conn)
             candidates = self.decide(rows, self.config.clock())
             result = PassResult("done", candidates=[c.row.pid for c in candidates])
@@ -121,7 +129,14 @@ class Reaper(Rules):
                 entry = self._ledger_entry(cand, outcome, own_pid)
                 result.ledger.append(entry)
                 self._emit(dict(entry))
-        self._emit({"event": "pass_end", "killed": result.killed, "reaper_pid": own_pid})
+        self._emit(
+            {
+                "event": "pass_end",
+                "killed": result.killed,
+                "reaper_pid": own_pid,
+                "server_at": self.release_server_at,
+            }
+        )
         return result
 
     def run_once(self, conninfo: str, *, connect_timeout: float | None = None) -> PassResult:
@@ -152,21 +167,29 @@ class Reaper(Rules):
         q = sql.SQL(
             "BEGIN; SET LOCAL idle_in_transaction_session_timeout = {idle}; "
             "SET LOCAL statement_timeout = {stmt}; "
-            "SELECT pg_try_advisory_xact_lock({ns}, hashtext({tag})) AS lease_leader"
+            "SELECT got AS lease_leader, {now} AS server_at FROM "
+            "(SELECT pg_try_advisory_xact_lock({ns}, hashtext({tag})) AS got OFFSET 0) s"
         ).format(
             idle=sql.Literal(_ms(cfg.reaper_lock_timeout)),
             stmt=sql.Literal(_ms(cfg.reaper_statement_timeout)),
+            now=_SERVER_NOW,
             ns=sql.Literal(cfg.lock_namespace),
             tag=sql.Literal(token.service_tag(cfg.service)),
         )
+        self.lock_server_at = self.release_server_at = None
         try:
-            cur = conn.execute(q)
-            got = bool(_named_result(cur, "lease_leader")[0][0])
-            yield got
+            got, self.lock_server_at = _named_result(conn.execute(q), "lease_leader")[0]
+            yield bool(got)
         except BaseException:
             _rollback_quietly(conn)
             raise
-        conn.execute("COMMIT")
+        # The server's clock just before the lock is released: with lock_server_at it
+        # brackets the time this pass held the lock (evidence for "one pass at a time").
+        cur = conn.execute(
+            sql.SQL("SELECT {now} AS lease_released; COMMIT").format(now=_SERVER_NOW)
+        )
+        rows = _named_result(cur, "lease_released")
+        self.release_server_at = rows[0][0] if rows else None
 
     def scan(self, conn: Conn) -> list[ActivityRow]:
         cur = conn.execute(
@@ -232,6 +255,9 @@ class Reaper(Rules):
     def _emit(self, payload: dict[str, Any]) -> None:
         payload.setdefault("service", self.config.service)
         self.hooks.emit("on_reap", payload)
+
+
+_SERVER_NOW = sql.SQL("EXTRACT(EPOCH FROM clock_timestamp())::float8")
 
 
 def _ms(seconds: float) -> int:
