@@ -260,8 +260,17 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _choose(env: Mapping[str, str]) -> tuple[ServerKind, str]:
-    """The kind of server to use and its URL or executable."""
+def _choose(env: Mapping[str, str], kind: ServerKind | None) -> tuple[ServerKind, str]:
+    """The kind of server to use and its URL or executable (``kind`` forces one)."""
+    if kind == "faultproxy":
+        return "faultproxy", sys.executable
+    if kind == "toxiproxy-server":
+        found = env.get("TOXIPROXY_SERVER") or shutil.which(
+            "toxiproxy-server", path=env.get("PATH")
+        )
+        if not found:
+            raise ProxyServerUnavailable("no toxiproxy-server: set TOXIPROXY_SERVER or PATH")
+        env = {"TOXIPROXY_SERVER": found}
     url = env.get("TOXIPROXY_URL")
     if url:
         return "external", url
@@ -287,16 +296,22 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
 
 
 class ToxiproxyServer:
-    """A Toxiproxy server for the duration of a ``with`` block (see the module docstring)."""
+    """A Toxiproxy server for the duration of a ``with`` block (see the module docstring).
+
+    ``kind`` forces a choice: ``"faultproxy"`` or ``"toxiproxy-server"`` (both
+    started here; ``"external"`` is only ever chosen through ``TOXIPROXY_URL``).
+    """
 
     def __init__(
         self,
         *,
         env: Mapping[str, str] | None = None,
+        kind: ServerKind | None = None,
         start_timeout: float = 15.0,
         request_timeout: float = 10.0,
     ) -> None:
         self._env = dict(os.environ if env is None else env)
+        self._wanted = kind
         self.start_timeout = start_timeout
         self.request_timeout = request_timeout
         self.kind: ServerKind = "external"
@@ -312,7 +327,7 @@ class ToxiproxyServer:
     def __enter__(self) -> Self:
         try:
             self._stack.callback(self._session.close)
-            kind, target = _choose(self._env)
+            kind, target = _choose(self._env, self._wanted)
             self.kind = kind
             if kind == "external":
                 parts = urlsplit(target if "//" in target else f"http://{target}")
