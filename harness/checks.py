@@ -43,6 +43,13 @@ DEFAULT_ESCAPED: frozenset[str] = frozenset({"OperationalError", "InterfaceError
 """psycopg errors that should never reach the caller raw: the client classifies them."""
 
 ZOMBIE_FAULTS: frozenset[str] = FREEZE_FAULTS | {"reclaim"}
+
+
+def is_routine_freeze(fault: FaultEvent) -> bool:
+    """The fleet parks every worker when its invocation returns (``cause: idle``):
+    that is Lambda's normal life, not a fault that makes zombies, so it does not
+    move P2's anchor (it still makes the worker frozen for P1)."""
+    return fault.f == "freeze" and fault.value.get("cause") == "idle"
 """Faults that can leave a zombie backend behind; P2's clock starts at the last one."""
 
 _EXPIRY = re.compile(r"(?:^|;)e=(\d+)(?:;|$)")
@@ -435,7 +442,8 @@ def check_p2(run: Run) -> Verdict:
     """P2: zombies converge.
 
     Anchor = the last freeze-type fault (``freeze``, ``freeze_mid_*``,
-    ``reclaim``), or the start of the history if there is none; deadline T =
+    ``reclaim``; not the routine parking of a worker after its invocation,
+    see :func:`is_routine_freeze`), or the start of the history if there is none; deadline T =
     anchor + lease_ttl + min_idle + max_cooldown + slack. Judged only if an
     operation is invoked at or after T (invocations still arriving): then every
     sample at or after T must count at most ``connection_limit`` backends whose
@@ -446,7 +454,7 @@ def check_p2(run: Run) -> Verdict:
     count stays within the limit; None if it never does) against the bound.
     """
     cfg, tl = run.config, run.timeline
-    zombies = tl.faults_of(ZOMBIE_FAULTS)
+    zombies = [f for f in tl.faults_of(ZOMBIE_FAULTS) if not is_routine_freeze(f)]
     anchor = zombies[-1].time if zombies else tl.start
     bound = cfg.convergence_bound
     deadline = anchor + bound

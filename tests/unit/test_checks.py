@@ -286,6 +286,18 @@ def test_p2_not_reached_says_so() -> None:
     assert v.summary.startswith("NOT JUDGED")
 
 
+def test_p2_routine_parking_does_not_move_the_anchor() -> None:
+    """Workers parked after each invocation (cause idle) are not zombie faults."""
+    h = H().spawn("w1", 0.0).fault("freeze", 2.0, "w1")
+    for t in (6.5, 7.5, 8.5):
+        op = h.invoke("w1", t)
+        h.ok(op, t + 0.1)
+        h.fault("freeze", t + 0.2, "w1", cause="idle")
+    v = check_p2(run(h, samples_by_count(0.0, 12.0, 0.5, lambda t: 5 if t < 7.0 else 2)))
+    assert v.measured["anchor"] == pytest.approx(2.0)
+    violated(v, "P2-count")
+
+
 def test_p2_ignores_other_services_and_foreign_backends() -> None:
     h = H().fault("freeze", 2.0, "w1")
     op = h.invoke("w9", 8.0)
