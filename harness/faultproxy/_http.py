@@ -76,8 +76,13 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
         await _read_line(reader)
 
 
-async def read_request(reader: asyncio.StreamReader) -> Request | None:
-    """The next request, or ``None`` at a clean end of the connection."""
+async def read_request(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None = None
+) -> Request | None:
+    """The next request, or ``None`` at a clean end of the connection.
+
+    A client that sent ``Expect: 100-continue`` is told to go on before its body is read.
+    """
     try:
         line = await _read_line(reader)
     except asyncio.IncompleteReadError as exc:
@@ -101,6 +106,9 @@ async def read_request(reader: asyncio.StreamReader) -> Request | None:
     else:
         raise BadRequest("too many headers")
     headers[":version"] = parts[2].decode("ascii", "replace")
+    if writer is not None and headers.get("expect", "").lower() == "100-continue":
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await writer.drain()
     if "chunked" in headers.get("transfer-encoding", "").lower():
         body = await _read_chunked(reader)
     else:
@@ -141,7 +149,7 @@ async def _serve_connection(
     try:
         while True:
             try:
-                request = await read_request(reader)
+                request = await read_request(reader, writer)
             except (BadRequest, asyncio.IncompleteReadError, UnicodeError):
                 writer.write(
                     render(

@@ -765,13 +765,25 @@ def test_timeout_zero_holds_until_removed_then_closes(proxy: Proxy) -> None:
 
 
 def test_reset_peer_sends_rst(proxy: Proxy) -> None:
+    proxy.add_toxic("reset_peer", timeout=50)
     with connect(proxy) as sock:
-        round_trip(sock)
-        proxy.add_toxic("reset_peer", timeout=50)
         sock.sendall(b"trigger")
         with pytest.raises(ConnectionResetError):
             while sock.recv(100):
                 pass
+
+
+def test_reset_peer_added_live_cuts_at_the_next_chunk(
+    toxiproxy: ToxiproxyServer, proxy: Proxy
+) -> None:
+    with connect(proxy) as sock:
+        round_trip(sock)
+        proxy.add_toxic("reset_peer", timeout=0)
+        sock.sendall(b"trigger")
+        data, how = read_until_closed(sock)
+        assert data == b""
+        if toxiproxy.is_faultproxy:  # the real server sets SO_LINGER only on new connections
+            assert how == "reset"
 
 
 def test_slicer_keeps_the_bytes(proxy: Proxy) -> None:
