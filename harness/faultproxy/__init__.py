@@ -18,6 +18,10 @@ Where it deliberately differs from the real server:
   so the harness can tell the two servers apart.
 - Populate answers, for an identical proxy it left alone, that proxy itself
   (the real server lists a fresh, unstarted copy of it).
+- A ``timeout`` toxic swallows the end of the stream too (the real server passes
+  it on at once): a connection through it closes only when its timer fires or,
+  with ``timeout`` 0, when the toxic is removed, as TOXIPROXY_API.md says; so a
+  blackholed worker's backend stays a zombie after the worker dies.
 - ``-config`` with a file that cannot be read or populated is fatal (one line
   on stderr, exit status 2) rather than logged and ignored.
 - An update or restart of a toxic resets only that toxic's behaviour (the real

@@ -108,22 +108,25 @@ async def slow_close(st: Stage) -> None:
 
 
 async def timeout(st: Stage) -> None:
-    """Drop everything; close ``timeout`` ms after the last chunk (never when 0)."""
+    """A blackhole: drop everything, the end of the stream included; close ``timeout`` ms
+    after the last chunk, or (with 0) only when the toxic is removed.
+
+    The real server passes the end straight on; swallowing it is what "with 0, never
+    close until the toxic is removed" asks, and what lets a blackholed link keep the
+    server's backend as a zombie after its client died.
+    """
     while True:
         limit = st.attrs["timeout"]
         try:
             if limit > 0:
                 async with asyncio.timeout(limit / 1000.0):
-                    item = await st.get()
+                    await st.get()
             else:
-                item = await st.get()
+                await st.get()
         except TimeoutError:
             st.close()
             return
         st.drop()
-        if isinstance(item, End):
-            st.close()
-            return
 
 
 async def reset_peer(st: Stage) -> None:

@@ -102,6 +102,21 @@ def test_removing_an_acting_timeout_closes() -> None:
     run(body)
 
 
+def test_timeout_swallows_the_end_until_removed() -> None:
+    async def body() -> None:
+        pipe, _, dest = make()
+        hold = toxic('{"type": "timeout", "attributes": {"timeout": 0}}')
+        pipe.add(hold)
+        pipe.feed(b"dropped")
+        pipe.end()
+        await until(lambda: not pipe.stages[0].queue, "the end to be taken")
+        assert dest.finished is None
+        pipe.remove(hold)
+        assert dest.data == b"" and dest.finished is False
+
+    run(body)
+
+
 def test_limit_data_count_survives_update() -> None:
     async def body() -> None:
         pipe, _, dest = make()
