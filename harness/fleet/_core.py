@@ -39,7 +39,7 @@ from typing import Any, Self
 
 import psycopg
 
-from harness.fleet import _worker, procs, schema
+from harness.fleet import _sockets, _worker, procs, schema
 from harness.fleet.links import WorkerLink
 from harness.fleet.pending import (
     FleetAtCapacity,
@@ -105,6 +105,8 @@ class _Worker:
         self.crash_tb: str | None = None
         self.backend_pid: int | None = None
         self.lease_expiry: float | None = None
+        self.held_fds: list[int] = []
+        """Duplicates of a reclaimed worker's sockets, held so its death sends no FIN."""
         self.on_error: list[Callable[[], None]] = []
         """Run once, in the reader thread, at the worker's next query error or op end."""
 
@@ -689,6 +691,7 @@ class FleetCore:
         except BaseException as exc:  # keep releasing the rest, then re-raise
             errors.append(exc)
         for w in list(self._workers.values()):
+            _sockets.release(w.held_fds)
             if w.link is not None:
                 try:
                     w.link.delete()

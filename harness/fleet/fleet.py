@@ -9,7 +9,9 @@ operation wait for a sync point first, never for a fixed time:
   server keeps the backend as a true zombie (a frozen process's kernel would
   otherwise keep the TCP session healthy). ``thaw`` removes the blackhole
   (which closes the connection it held) before SIGCONT. ``reclaim`` is SIGKILL
-  of the frozen process (the one signal a stopped process acts on).
+  of the frozen process (the one signal a stopped process acts on); with a
+  blackhole the controller first takes duplicates of the worker's sockets so
+  the death sends no FIN (a reclaimed VM sends none), held until ``heal``.
 - ``freeze_mid_query``: a ``slow_read``; waits for the worker's ``on_query_start``
   and then for the server to show that backend ``active`` in ``pg_sleep``; SIGSTOP.
 - ``freeze_mid_tx``: a ``long_tx``; waits for "paused inside the transaction";
@@ -27,7 +29,8 @@ operation wait for a sync point first, never for a fixed time:
 - ``latency``, ``bandwidth``, ``proxy_down``/``proxy_up`` on one worker's proxy;
   ``pg_restart`` (immediate); ``terminate_backend`` of a worker's current backend
   from an admin session; ``clock_skew`` of one worker's lease clock.
-- ``heal``: remove every toxic of every proxy of this fleet and enable them all.
+- ``heal``: remove every toxic of every proxy of this fleet, enable them all, and
+  let go of the sockets held for reclaimed workers.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from typing import Any, Literal
 
 import psycopg
 
-from harness.fleet import procs
+from harness.fleet import _sockets, procs
 from harness.fleet._core import FleetConfig, FleetCore, _Worker
 from harness.fleet.pending import FleetError, FleetTimeout, OpResult, Pending, WorkerUnavailable
 from harness.fleet.procs import SignalTimeout
@@ -54,13 +57,18 @@ class Fleet(FleetCore):
     # ------------------------------------------------------------------ at rest
 
     def freeze(self, worker: str, *, blackhole: bool = False) -> None:
-        """SIGSTOP a worker (optionally blackholing its link once it is stopped)."""
+        """SIGSTOP a worker (optionally blackholing its link once it is stopped).
+
+        A worker parked by routing is already stopped: the fault is recorded (and
+        the blackhole added) without a second signal."""
         with self._cond:
             w = self._live(worker)
+            value = {"blackhole": blackhole, "already_frozen": w.frozen}
             if w.frozen:
-                raise WorkerUnavailable(f"worker {worker} is already frozen")
-            self._freeze_locked(w, cause="fault", value={"blackhole": blackhole})
-            if blackhole:
+                self._fault("freeze", w.name, {"cause": "fault", **value})
+            else:
+                self._freeze_locked(w, cause="fault", value=value)
+            if blackhole and not w.blackholed:
                 self._blackhole_locked(w)
 
     def thaw(self, worker: str, *, resume: bool = True) -> None:
@@ -86,13 +94,24 @@ class Fleet(FleetCore):
     ) -> None:
         """SIGKILL a frozen worker (frozen first if it is not), and wait until it is gone.
 
-        Its proxy stays (with a blackhole, the server keeps the backend as a zombie
-        until a reaper kills it or :meth:`heal` removes the blackhole)."""
+        With ``blackhole`` (or if its link already is), the worker's TCP sockets to its
+        proxy are first duplicated into the controller (see ``_sockets``), so its death
+        sends no FIN, as a torn-down VM's would not, and its link is blackholed: the
+        server keeps the backend as a true zombie until a reaper kills it or
+        :meth:`heal` lets go of it. Its proxy stays until the fleet closes."""
         with self._cond:
             w = self._live(worker)
             if not w.frozen:
                 self._freeze_locked(w, cause="reclaim")
-            self._fault("reclaim", w.name, {"blackhole": blackhole, "os_pid": w.os_pid})
+            blackhole = blackhole or w.blackholed
+            if blackhole and w.link is not None:
+                # A torn-down VM sends no FIN: keep its sockets open from here.
+                w.held_fds = _sockets.hold_sockets(w.os_pid, w.link.port)
+            self._fault(
+                "reclaim",
+                w.name,
+                {"blackhole": blackhole, "os_pid": w.os_pid, "held_sockets": len(w.held_fds)},
+            )
             if blackhole and not w.blackholed:
                 self._blackhole_locked(w)
             w.end_reason = "reclaim"
@@ -221,6 +240,7 @@ class Fleet(FleetCore):
             if w.link is not None and not w.link.deleted:
                 w.link.clear()
                 w.blackholed = False
+            _sockets.release(w.held_fds)
 
     # ------------------------------------------------------------------ server side
 
