@@ -1,0 +1,104 @@
+"""Fleet costs: a worker's cold start, and one invocation's round trip through the pipe.
+
+- ``cold_start``: from ``invoke`` on a fleet with no idle worker to the first
+  query's result (proxy created, process forked by the forkserver, client built,
+  connection opened through the proxy, ``SELECT count(*)``). The very first one
+  also starts the forkserver and is reported apart.
+- ``round_trip``: an invocation on a warm worker, three ways: ``noop`` (``burst``
+  of 0 queries: the pipe alone) with and without the Lambda parking (SIGCONT
+  before, SIGSTOP after, each waited for in /proc), and ``read`` (parked, one
+  query through the proxy).
+
+Real PostgreSQL (``LocalCluster``) and the session's Toxiproxy-compatible server.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness.fleet import Fleet, FleetConfig, assert_no_leftover_processes
+from harness.infra.postgres import LocalCluster
+from harness.infra.toxiproxy import ToxiproxyServer
+
+COLD_SAMPLES = 20
+RT_SAMPLES = 500
+
+LEASE: dict[str, Any] = {
+    "service": "bench-fleet",
+    "secret": "bench-fleet-secret-0123456789",
+    "lease_ttl": 30.0,
+    "reap_probability": 0.0,
+}
+
+
+def _stats(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+
+    def q(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000.0
+
+    return {
+        "n": len(ordered),
+        "p50_ms": round(statistics.median(ordered) * 1000.0, 3),
+        "p90_ms": round(q(0.90), 3),
+        "p99_ms": round(q(0.99), 3),
+        "min_ms": round(ordered[0] * 1000.0, 3),
+    }
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _invoker(fleet: Fleet, f: str, args: dict[str, Any]) -> Callable[[], None]:
+    return lambda: _check(fleet.invoke(f, **args))
+
+
+def _check(result: Any) -> None:
+    if not result.ok:
+        raise RuntimeError(f"bench invocation failed: {result}")
+
+
+def run(progress: Callable[[str], None]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp,
+        LocalCluster(max_connections=40) as pg,
+        ToxiproxyServer() as proxy,
+    ):
+        out["proxy_server"] = proxy.kind
+        progress("fleet: cold starts")
+        config = FleetConfig(lease=LEASE, max_workers=1, run_id="bench-cold")
+        with Fleet(pg, proxy, Path(tmp) / "cold.jsonl", config) as fleet:
+            cold: list[float] = []
+            for i in range(COLD_SAMPLES + 1):
+                t = _timed(lambda: _check(fleet.invoke("read")))
+                if i == 0:
+                    out["first_cold_start_ms"] = round(t * 1000.0, 3)
+                else:
+                    cold.append(t)
+                fleet.reclaim(fleet.worker_names()[0])
+            out["cold_start"] = _stats(cold)
+
+        for name, parked, f, args in (
+            ("noop_parked", True, "burst", {"n": 0}),
+            ("noop_unparked", False, "burst", {"n": 0}),
+            ("read_parked", True, "read", {}),
+        ):
+            progress(f"fleet: round trips ({name})")
+            config = FleetConfig(
+                lease=LEASE, max_workers=1, freeze_idle=parked, run_id=f"bench-{name}"
+            )
+            with Fleet(pg, proxy, Path(tmp) / f"{name}.jsonl", config) as fleet:
+                _check(fleet.invoke("read"))  # warm
+                samples = [_timed(_invoker(fleet, f, args)) for _ in range(RT_SAMPLES)]
+            out[f"round_trip_{name}"] = _stats(samples)
+        assert_no_leftover_processes()
+    return out
