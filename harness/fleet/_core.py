@@ -388,15 +388,29 @@ class FleetCore:
                         msg = conn.recv()
                     except (EOFError, OSError):
                         break
-                    self._on_message(w, msg)
+                    self._handle(w, msg)
                     continue
                 # The process ended: take what it sent before it did.
                 with contextlib.suppress(EOFError, OSError):
                     while conn.poll(0):
-                        self._on_message(w, conn.recv())
+                        self._handle(w, conn.recv())
                 break
         finally:
             self._on_exit(w)
+
+    def _handle(self, w: _Worker, msg: Event) -> None:
+        """One message; a failure to record it is logged, never kills the reader."""
+        try:
+            self._on_message(w, msg)
+        except Exception as exc:
+            self._note(
+                {
+                    "kind": "reader_error",
+                    "worker": w.name,
+                    "error": repr(exc),
+                    "message": repr(msg)[:500],
+                }
+            )
 
     def _on_message(self, w: _Worker, msg: Event) -> None:
         kind = msg.get("kind")
@@ -502,7 +516,11 @@ class FleetCore:
         w.pending = None
         w.paused_at = None
         if self.config.freeze_idle and not w.frozen and w.end_reason is None:
-            self._freeze_locked(w, cause="idle")
+            try:
+                self._freeze_locked(w, cause="idle")
+            except (procs.SignalTimeout, ProcessLookupError) as exc:
+                # It died just after answering: its reader records how.
+                self._log.append({"kind": "freeze_failed", "worker": w.name, "error": str(exc)})
         if w.state == "busy":
             w.state = "idle"
         if pending is None:
@@ -647,7 +665,9 @@ class FleetCore:
     # ------------------------------------------------------------------ teardown
 
     def stop_workers(self) -> None:
-        """End every worker: thaw the frozen ones FIRST, ask all to stop, kill stragglers."""
+        """End every worker: thaw the frozen ones FIRST; ask idle and paused ones to stop
+        (they close their client), kill those inside an op, and stragglers after
+        ``stop_grace``. Recorded as ``exit`` (not ``crash``)."""
         with self._cond:
             live = [w for w in self._workers.values() if w.alive and w.process is not None]
             for w in live:
@@ -656,7 +676,10 @@ class FleetCore:
                     with contextlib.suppress(ProcessLookupError, procs.SignalTimeout):
                         procs.cont(w.os_pid, self.config.signal_timeout)
                     w.frozen = False
-                if w.conn is not None:
+                if w.state == "busy" and w.paused_at is None:
+                    # Inside an op it reads no message until the op ends: kill it now.
+                    procs.kill(w.os_pid)
+                elif w.conn is not None:
                     with contextlib.suppress(OSError, ValueError):
                         w.conn.send({"kind": "stop"})
         deadline = time.monotonic() + self.config.stop_grace

@@ -332,3 +332,31 @@ def test_history_has_the_expected_events(make_fleet: MakeFleet) -> None:
     assert ("freeze_mid_query", "fault") in faults and faults[-1][0] == "reclaim"
     assert not any(isinstance(e, WorkerEvent) and e.f in ("exit", "crash") for e in events)
     assert all(a.time <= b.time for a, b in itertools.pairwise(ops))
+
+
+def test_interrupted_run_tears_down_frozen_and_paused_workers(
+    pg: PostgresServer, toxiproxy: ToxiproxyServer, tmp_path: Path
+) -> None:
+    """Ctrl-C in the middle of a schedule: frozen workers are thawed before they are
+    killed, paused ones are ended, the proxies are deleted, nothing is left behind."""
+    config = FleetConfig(lease=lease("ft-interrupted"), max_workers=3)
+    before = toxiproxy.proxy_names()
+    pids: list[int] = []
+    with pytest.raises(KeyboardInterrupt), Fleet(pg, toxiproxy, tmp_path / "h.jsonl", config) as f:
+        f.freeze_mid_tx()
+        f.freeze_mid_query(seconds=30.0)
+        p = f.start("long_tx")
+        f.wait_paused(p.worker, "tx", after=p.since)  # paused, not frozen
+        pids = [f.os_pid(w) for w in f.worker_names()]
+        assert len(pids) == 3
+        raise KeyboardInterrupt
+    assert not any(alive(pid) for pid in pids)
+    assert toxiproxy.proxy_names() == before
+    assert_no_leftover_processes()
+    exits = [
+        e
+        for e in load_history(tmp_path / "h.jsonl")
+        if isinstance(e, WorkerEvent) and e.f != "spawn"
+    ]
+    assert sorted(e.worker for e in exits) == ["w1", "w2", "w3"]
+    assert all(e.f == "exit" for e in exits)
