@@ -33,8 +33,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import random
 import select
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -79,6 +81,7 @@ Params = Any
 
 _HEARTBEAT_SQL = "SELECT set_config('application_name', %s, false)"
 _MAX_PRE_SEND_ROUNDS = 8
+_CLOSE_WAIT = 2.0
 _QUERY_HOOKS = ("on_query_start", "on_query_end", "on_query_error")
 
 
@@ -293,13 +296,26 @@ class LeaseClient:
             return self._reap_on(conn)
 
     def close(self) -> None:
-        """Close the connection (never raises). The client may be used again later."""
-        with self._lock:
+        """Close the connection (never raises). The client may be used again later.
+
+        If another thread is stuck in a statement (e.g. on a blackholed link), its
+        socket is shut down first so that it fails and lets go, instead of close()
+        waiting forever behind it."""
+        if not self._lock.acquire(timeout=_CLOSE_WAIT):
+            conn = self._conn
+            if conn is not None:
+                _shutdown_socket(conn)
+            if not self._lock.acquire(timeout=_CLOSE_WAIT):
+                log.warning("close(): another thread still holds the client; not closed")
+                return
+        try:
             conn, self._conn = self._conn, None
             self._expiry = self._app = None
             if conn is not None:
                 with contextlib.suppress(Exception):
                     conn.close()
+        finally:
+            self._lock.release()
 
     def __enter__(self) -> Self:
         return self
@@ -678,6 +694,16 @@ class LeaseClient:
             return []
         self.schedule.done(started, busy=result.status == "busy")
         return result.ledger
+
+
+def _shutdown_socket(conn: Conn) -> None:
+    """Shut the socket down without freeing anything another thread may be using."""
+    with contextlib.suppress(Exception):
+        dup = socket.socket(fileno=os.dup(conn.pgconn.socket))
+        try:
+            dup.shutdown(socket.SHUT_RDWR)
+        finally:
+            dup.close()
 
 
 def _sql_kind(query: Any) -> str:
