@@ -356,22 +356,29 @@ class ToxiproxyServer:
             return [target, *flags]
         return [target, "-m", "harness.faultproxy", *flags]
 
-    def _start(self, kind: ServerKind, target: str) -> None:
+    def _start(self, kind: ServerKind, target: str, attempts: int = 3) -> None:
+        """Start the server on a free port; try another port if it lost the race for one."""
         env = dict(self._env)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        log: IO[bytes] = self._stack.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
-        self.host, self.port = "127.0.0.1", _free_port()
-        process = subprocess.Popen(
-            self._command(kind, target, self.port),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=REPO,
-        )
-        self.process = process
-        self._stack.callback(_terminate, process)
-        self._wait_ready(process, log)
+        for attempt in range(1, attempts + 1):
+            log: IO[bytes] = self._stack.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
+            self.host, self.port = "127.0.0.1", _free_port()
+            process = subprocess.Popen(
+                self._command(kind, target, self.port),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=REPO,
+            )
+            self.process = process
+            self._stack.callback(_terminate, process)
+            try:
+                self._wait_ready(process, log)
+                return
+            except ProxyServerUnavailable:
+                if attempt == attempts or process.poll() is None or "in use" not in _tail(log):
+                    raise
 
     def _wait_ready(self, process: subprocess.Popen[bytes] | None, log: IO[bytes] | None) -> None:
         """Poll ``/version`` until it answers; fail loudly at the deadline or if the server dies."""
