@@ -656,6 +656,43 @@ class PropertyViolation(AssertionError):
         )
 
 
+class LiveRun:
+    """One example in progress: apply steps, look at the run so far, then finish."""
+
+    def __init__(self, env: ChaosEnv, ctx: Ctx, sampler: ActivitySampler,
+                 history_path: Path, bug: Bug | None) -> None:
+        self.env, self.ctx, self.sampler = env, ctx, sampler
+        self.history_path, self.bug = history_path, bug
+        self.steps: list[Step] = []
+        self.judged: Judged | None = None
+
+    def apply(self, step: Step) -> None:
+        self.steps.append(step)
+        step.apply(self.ctx)
+
+    def snapshot(self) -> Run:
+        """The run so far (history, samples, database now), for invariants."""
+        return Run(load_history(self.history_path), self.sampler.samples,
+                   self.ctx.fleet.final_state(), self.env.run_config())
+
+    def finish(self) -> Judged:
+        """Settle, then judge the whole run with the five properties."""
+        self.env._settle(self.ctx)
+        final = self.ctx.fleet.final_state()
+        self.release_foreign()
+        run = Run(load_history(self.history_path), self.sampler.samples, final,
+                  self.env.run_config())
+        self.judged = Judged(tuple(self.steps), self.bug, check_all(run), run,
+                             self.history_path, self.ctx.notes)
+        return self.judged
+
+    def release_foreign(self) -> None:
+        for f in self.ctx.foreign:
+            f.conn.close()
+            self.ctx.history.foreign(backend_pid=f.pid, kind=f.kind, f="release")
+        self.ctx.foreign.clear()
+
+
 class ChaosEnv:
     """Shared real servers; runs schedules against fresh fleets on them."""
 
@@ -692,16 +729,18 @@ class ChaosEnv:
 
     def run(self, schedule: Sequence[Step], bug: Bug | None = None) -> Judged:
         """Run ``schedule`` on a fresh fleet with ``bug``'s client (None: the correct one)."""
+        with self.begin(bug) as live:
+            for step in schedule:
+                live.apply(step)
+            return live.finish()
+
+    @contextlib.contextmanager
+    def begin(self, bug: Bug | None = None) -> Iterator[LiveRun]:
+        """A fresh fleet, history and sampler, released on every exit path."""
         self._runs += 1
         base = self.keep or Path(tempfile.gettempdir())
         base.mkdir(parents=True, exist_ok=True)
         run_dir = Path(tempfile.mkdtemp(prefix=f"chaos-{self._runs:03d}-", dir=base))
-        judged = self._run_in(run_dir, tuple(schedule), bug)
-        if judged.ok and self.keep is None:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        return judged
-
-    def _run_in(self, run_dir: Path, schedule: tuple[Step, ...], bug: Bug | None) -> Judged:
         lease = {**self.timings.lease_kwargs(), **(dict(bug.lease_overrides) if bug else {})}
         config = FleetConfig(
             lease=lease,
@@ -711,27 +750,24 @@ class ChaosEnv:
         )
         self._clear_server()
         history_path = run_dir / "history.jsonl"
+        passed = False
         with (
             HistoryWriter(history_path) as history,
             ActivitySampler(
                 self.pg.admin_dsn, self.pg.app_db, path=run_dir / "activity.jsonl"
             ) as sampler,
+            Fleet(self.pg, self.proxies, history, config) as fleet,
         ):
-            with Fleet(self.pg, self.proxies, history, config) as fleet:
-                fleet.reset_data()
-                ctx = Ctx(fleet, history, self.pg, self.timings, self.cap)
-                try:
-                    for step in schedule:
-                        step.apply(ctx)
-                    self._settle(ctx)
-                    final = fleet.final_state()
-                finally:
-                    for f in ctx.foreign:
-                        f.conn.close()
-                        history.foreign(backend_pid=f.pid, kind=f.kind, f="release")
-            samples = sampler.samples
-        run = Run(load_history(history_path), samples, final, self.run_config())
-        return Judged(schedule, bug, check_all(run), run, history_path, ctx.notes)
+            fleet.reset_data()
+            live = LiveRun(self, Ctx(fleet, history, self.pg, self.timings, self.cap),
+                           sampler, history_path, bug)
+            try:
+                yield live
+                passed = live.judged is not None and live.judged.ok
+            finally:
+                live.release_foreign()
+        if passed and self.keep is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
 
     def _settle(self, ctx: Ctx) -> None:
         """Heal; keep invocations arriving past the convergence bound; thaw and invoke all."""
@@ -778,11 +814,6 @@ class ChaosEnv:
                 if time.monotonic() > deadline:
                     raise FleetError("backends of an earlier example would not end")
                 threading.Event().wait(0.01)
-
-
-@contextlib.contextmanager
-def chaos_env(pg: PostgresServer, proxies: ToxiproxyServer, **kw: Any) -> Iterator[ChaosEnv]:
-    yield ChaosEnv(pg, proxies, **kw)
 
 
 def judge(env: ChaosEnv, schedule: Sequence[Step], bug: Bug | None = None) -> Judged:

@@ -232,15 +232,18 @@ class Fleet(FleetCore):
         link.enable()
 
     def heal(self) -> None:
-        """Remove every toxic of this fleet's proxies and enable them all."""
+        """Remove every toxic of the live workers' proxies and enable them all.
+
+        A reclaimed worker's link stays as it is: its sandbox is gone and will never
+        answer again, so a zombie it left behind stays a zombie until a reaper (or
+        the fleet's teardown) ends it. Healing the network does not resurrect it."""
         self._fault("heal", None, {"undo": "all"})
         with self._cond:
-            workers = list(self._workers.values())
+            workers = [w for w in self._workers.values() if w.alive]
         for w in workers:
             if w.link is not None and not w.link.deleted:
                 w.link.clear()
                 w.blackholed = False
-            _sockets.release(w.held_fds)
 
     # ------------------------------------------------------------------ server side
 
@@ -257,7 +260,12 @@ class Fleet(FleetCore):
         self._fault("terminate_backend", worker, {"backend_pid": pid})
         if pid is not None:
             with psycopg.connect(self.admin_dsn(), autocommit=True) as conn:
-                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                # wait=true (timeout in ms): returns once the backend has exited, so the
+                # worker's socket already holds the FATAL and the EOF when it next looks.
+                conn.execute(
+                    "SELECT pg_terminate_backend(%s, %s)",
+                    (pid, int(self.config.signal_timeout * 1000)),
+                )
         return pid
 
     def clock_skew(self, worker: str, seconds: float) -> None:
