@@ -11,7 +11,7 @@ operation wait for a sync point first, never for a fixed time:
   (which closes the connection it held) before SIGCONT. ``reclaim`` is SIGKILL
   of the frozen process (the one signal a stopped process acts on); with a
   blackhole the controller first takes duplicates of the worker's sockets so
-  the death sends no FIN (a reclaimed VM sends none), held until ``heal``.
+  the death sends no FIN (a reclaimed VM sends none), held until the fleet closes.
 - ``freeze_mid_query``: a ``slow_read``; waits for the worker's ``on_query_start``
   and then for the server to show that backend ``active`` in ``pg_sleep``; SIGSTOP.
 - ``freeze_mid_tx``: a ``long_tx``; waits for "paused inside the transaction";
@@ -29,8 +29,8 @@ operation wait for a sync point first, never for a fixed time:
 - ``latency``, ``bandwidth``, ``proxy_down``/``proxy_up`` on one worker's proxy;
   ``pg_restart`` (immediate); ``terminate_backend`` of a worker's current backend
   from an admin session; ``clock_skew`` of one worker's lease clock.
-- ``heal``: remove every toxic of every proxy of this fleet, enable them all, and
-  let go of the sockets held for reclaimed workers.
+- ``heal``: remove every toxic of the live workers' proxies and enable them all
+  (a reclaimed worker's zombie stays until a reaper or the teardown ends it).
 """
 
 from __future__ import annotations
@@ -97,8 +97,8 @@ class Fleet(FleetCore):
         With ``blackhole`` (or if its link already is), the worker's TCP sockets to its
         proxy are first duplicated into the controller (see ``_sockets``), so its death
         sends no FIN, as a torn-down VM's would not, and its link is blackholed: the
-        server keeps the backend as a true zombie until a reaper kills it or
-        :meth:`heal` lets go of it. Its proxy stays until the fleet closes."""
+        server keeps the backend as a true zombie until a reaper kills it or the
+        fleet closes (:meth:`heal` leaves it alone). Its proxy stays until then."""
         with self._cond:
             w = self._live(worker)
             if not w.frozen:

@@ -141,12 +141,15 @@ def test_blackholed_reclaimed_worker_leaves_a_zombie(
     # blackholed one never hears of it: a true zombie.
     wait_until(lambda: activity(pg, control) is None, "the non-blackholed backend to end")
     assert activity(pg, zombie) == ("idle", activity(pg, zombie)[1])  # type: ignore[index]
-    # Healing removes the blackhole, which closes the connection it held.
+    # Healing the network does not resurrect a reclaimed sandbox: its zombie stays
+    # (for a reaper to end) until the fleet's teardown lets go of it.
     fleet.heal()
-    wait_until(lambda: activity(pg, zombie) is None, "the zombie to go after heal")
-
+    assert fleet.invoke("read").ok  # a fresh worker, over a healed network
+    assert activity(pg, zombie) is not None
     faults = [e.f for e in load_history(fleet.history.path) if isinstance(e, FaultEvent)]
     assert faults.count("reclaim") == 2 and "heal" in faults
+    fleet.close()
+    wait_until(lambda: activity(pg, zombie) is None, "the zombie to end at teardown")
 
 
 def test_thawed_worker_next_invocation_succeeds(make_fleet: MakeFleet) -> None:
