@@ -82,6 +82,7 @@ Params = Any
 _HEARTBEAT_SQL = "SELECT set_config('application_name', %s, false)"
 _MAX_PRE_SEND_ROUNDS = 8
 _CLOSE_WAIT = 2.0
+_TUPLES_OK = pq.ExecStatus.TUPLES_OK
 _QUERY_HOOKS = ("on_query_start", "on_query_end", "on_query_error")
 
 
@@ -135,6 +136,9 @@ class LeaseClient:
         self._expiry: float | None = None
         self._app: str | None = None
         self._connects = 0
+        self._poller: tuple[Conn, select.poll] | None = None
+        self._fast_fence = type(self).fence_action is LeaseClient.fence_action
+        self._observe_queries = self._hooks.wants_any(_QUERY_HOOKS)
         self._lock = threading.RLock()
 
     # -- public state ----------------------------------------------------------------
@@ -181,7 +185,7 @@ class LeaseClient:
         have reached the server; a server error reply is raised as the driver's error.
         """
         with self._lock:
-            budget = self._budget()
+            budget: Budget | None = None  # made on the first failure: none on the fast path
             while True:
                 conn = self._usable(expected_duration)
                 try:
@@ -193,6 +197,7 @@ class LeaseClient:
                     outcome = self.statement_outcome(
                         exc, sent=True, lost=lost, idempotent=idempotent
                     )
+                    budget = budget or self._budget()
                     self._after_failure(exc, conn, lost, outcome, budget, op="execute")
                     continue
                 self._query_backoff.reset()
@@ -370,6 +375,16 @@ class LeaseClient:
 
         Everything here happens before the caller's statement is sent, so a failure
         here only ever means "reconnect"."""
+        conn, expiry = self._conn, self._expiry
+        if (
+            self._fast_fence  # fence_action not overridden: its SEND case, inlined
+            and conn is not None
+            and expiry is not None
+            and expected_duration <= 0.0
+            and self.config.clock() < expiry - self.config.heartbeat_margin
+            and self._alive(conn)
+        ):
+            return conn
         for _ in range(_MAX_PRE_SEND_ROUNDS):
             conn = self._conn
             if conn is None:
@@ -435,18 +450,16 @@ class LeaseClient:
 
     def _alive(self, conn: Conn) -> bool:
         """Non-blocking check of an idle connection before sending on it."""
-        if conn.closed or conn.broken:
-            self.handle_idle_socket_error(
-                psycopg.OperationalError("the connection is closed or broken")
-            )
-            return self._conn is conn
         try:
             pgconn = conn.pgconn
             if pgconn.status != pq.ConnStatus.OK:
-                raise psycopg.OperationalError("libpq reports a bad connection")
-            poller = select.poll()
-            poller.register(pgconn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
-            if poller.poll(0):
+                raise psycopg.OperationalError("the connection is closed or broken")
+            poller = self._poller
+            if poller is None or poller[0] is not conn:
+                poller = (conn, select.poll())
+                poller[1].register(pgconn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
+                self._poller = poller
+            if poller[1].poll(0):
                 # Nothing is owed to an idle connection: data now means the server is
                 # closing it (FATAL 57P01, 57P02, 25P03...) or EOF. Read it to say why.
                 pgconn.consume_input()
@@ -549,10 +562,13 @@ class LeaseClient:
     def _run_statement(
         self, conn: Conn, query: Any, params: Params, *, op: str, idempotent: bool = False
     ) -> Rows:
+        if not self._observe_queries:  # the fast path: nobody listens
+            cur = conn.execute(query, params)
+            res = cur.pgresult  # cheaper than building cur.description
+            return cur.fetchall() if res is not None and res.status == _TUPLES_OK else []
         hooks = self._hooks
-        observed = hooks.wants_any(_QUERY_HOOKS)
-        kind = _sql_kind(query) if observed else ""
-        pid = conn.info.backend_pid if observed else 0
+        kind = _sql_kind(query)
+        pid = conn.info.backend_pid
         if hooks.wants("on_query_start"):
             hooks.emit(
                 "on_query_start",
@@ -567,7 +583,8 @@ class LeaseClient:
         t0 = self._monotonic()
         try:
             cur = conn.execute(query, params)
-            rows = cur.fetchall() if cur.description is not None else []
+            res = cur.pgresult  # cheaper than building cur.description
+            rows = cur.fetchall() if res is not None and res.status == _TUPLES_OK else []
         except BaseException as exc:
             if hooks.wants("on_query_error"):
                 hooks.emit(
