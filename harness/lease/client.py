@@ -412,8 +412,7 @@ class LeaseClient:
         cfg = self.config
         budget = self._budget()
         while True:
-            expiry = cfg.clock() + cfg.lease_ttl
-            app = token.encode(cfg.service, self.instance, int(expiry * 1000), cfg.secret_bytes)
+            expiry, app = self._new_lease()
             try:
                 conn = psycopg.connect(
                     self._conninfo,
@@ -483,9 +482,7 @@ class LeaseClient:
         return self._conn is conn
 
     def _renew(self, conn: Conn) -> None:
-        cfg = self.config
-        expiry = cfg.clock() + cfg.lease_ttl
-        app = token.encode(cfg.service, self.instance, int(expiry * 1000), cfg.secret_bytes)
+        expiry, app = self._new_lease()
         try:
             row = conn.execute(_HEARTBEAT_SQL, (app,)).fetchone()
             if row is None or row[0] != app:
@@ -509,6 +506,14 @@ class LeaseClient:
                 "lease_expiry": expiry,
                 "previous_expiry": previous,
             },
+        )
+
+    def _new_lease(self) -> tuple[float, str]:
+        """A lease from now; the local expiry is exactly the token's (whole ms)."""
+        cfg = self.config
+        expiry_ms = int((cfg.clock() + cfg.lease_ttl) * 1000)
+        return expiry_ms / 1000, token.encode(
+            cfg.service, self.instance, expiry_ms, cfg.secret_bytes
         )
 
     def _fence_in_transaction(self, conn: Conn, expected: float, *, commit: bool = False) -> None:
