@@ -133,9 +133,21 @@ class Run:
         i = bisect.bisect_left([s.time for s in ss], t)
         return ss[i - 1] if i else None
 
+    @cached_property
+    def foreign_pids(self) -> frozenset[int]:
+        """Backends registered foreign at any time, plus the configured ones."""
+        registered = {e.backend_pid for e in self.timeline.events
+                      if isinstance(e, ForeignEvent) and e.f == "register"}
+        return frozenset(registered) | self.config.foreign_pids
+
     def service_count(self, sample: Sample) -> int:
-        p = self.config.own_app_prefix
-        return sum(1 for r in sample.rows if (r.application_name or "").startswith(p))
+        """The service's own backends in ``sample``: its prefix, and not registered
+        foreign (a forged lease carries the prefix but is nobody's connection)."""
+        p, foreign = self.config.own_app_prefix, self.foreign_pids
+        return sum(
+            1 for r in sample.rows
+            if (r.application_name or "").startswith(p) and r.pid not in foreign
+        )
 
 
 @dataclass(frozen=True)

@@ -324,9 +324,15 @@ class AckLost(Step):
         return f"{self.f} whose answer is lost (the server commits, the reply never arrives)"
 
     def apply(self, ctx: Ctx) -> None:
-        with contextlib.suppress(FleetAtCapacity):
-            ctx.fleet.ack_lost(f=self.f)
-            ctx.last_activity = time.time()
+        # On a warm worker whose lease was just renewed, so the toxic loses the answer
+        # to the write itself, not to a connect or a heartbeat before it.
+        name = ctx.pick(0) or (ctx.ensure_idle(1) or [None])[0]
+        if name is None:
+            ctx.notes.append("ack_lost skipped: no worker free")
+            return
+        ctx.run("read", worker=name)
+        ctx.fleet.ack_lost(f=self.f, worker=name)
+        ctx.last_activity = time.time()
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from tests.unit.builders import (
     H,
     final,
     lease,
+    own_rows,
     row,
     sample,
     samples_by_count,
@@ -296,6 +297,16 @@ def test_p2_routine_parking_does_not_move_the_anchor() -> None:
     v = check_p2(run(h, samples_by_count(0.0, 12.0, 0.5, lambda t: 5 if t < 7.0 else 2)))
     assert v.measured["anchor"] == pytest.approx(2.0)
     violated(v, "P2-count")
+
+
+def test_p2_does_not_count_registered_foreign_backends_with_our_prefix() -> None:
+    """A forged lease carries the service's prefix but is nobody's connection."""
+    h = H().fault("freeze", 2.0, "w1").foreign(990, 1.0, kind="forged")
+    op = h.invoke("w9", 8.0)
+    h.ok(op, 8.1)
+    forged = row(990, lease("F0rGeD00", 0, sig="AAAAAAAAAAA"))
+    assert check_p2(run(h, [sample(7.0, *own_rows(3), forged)])).ok
+    assert not check_p2(run(h, [sample(7.0, *own_rows(4), forged)])).ok
 
 
 def test_p2_ignores_other_services_and_foreign_backends() -> None:
