@@ -223,9 +223,10 @@ class LeaseClient:
                 conn = self._usable(expected_duration)
                 tx = Tx(self, conn)
                 saved_expiry, saved_app = self._expiry, self._app
-                commit_sent = False
+                commit_sent = began = False
                 try:
                     self._run_statement(conn, "BEGIN", None, op="transaction")
+                    began = True
                     result = fn(tx)
                     if conn.info.transaction_status == pq.TransactionStatus.INERROR:
                         raise psycopg.errors.InFailedSqlTransaction(
@@ -245,8 +246,9 @@ class LeaseClient:
                     if not lost:
                         self._rollback(conn)
                         self._expiry, self._app = saved_expiry, saved_app
+                    # Lost on BEGIN itself: fn never ran, nothing can have applied.
                     outcome = self.transaction_outcome(
-                        exc, commit_sent=commit_sent, lost=lost, retryable=retryable
+                        exc, commit_sent=commit_sent, lost=lost, retryable=retryable or not began
                     )
                     self._after_failure(exc, conn, lost, outcome, budget, op="transaction")
                     continue

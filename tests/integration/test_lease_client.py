@@ -12,6 +12,7 @@ import pytest
 from harness.infra.postgres import LocalCluster, PostgresServer
 from harness.lease import (
     ConnectFailed,
+    ConnectionDead,
     LeaseClient,
     OutcomeUnknown,
     RetriesExhausted,
@@ -403,3 +404,35 @@ def test_outcome_unknown_is_not_re_run(pg: PostgresServer, admin: psycopg.Connec
         t.join(30)
         assert results == [[(42,)]]
         wait_for(lambda: client.backend_pid not in (None, pid2), "a new backend")
+
+
+@pytest.mark.parametrize("retryable", [False, True])
+def test_connection_lost_before_commit_is_definite(
+    pg: PostgresServer, admin: psycopg.Connection[Any], retryable: bool
+) -> None:
+    """Nothing commits without COMMIT: a transaction whose backend died before COMMIT
+    was sent definitely did not apply; it is re-run only if marked retryable."""
+    svc = service_name("precommit")
+    table = f"p_{svc.replace('-', '_')}"
+    runs: list[int] = []
+    with LeaseClient(pg.app_dsn, config(svc, lease_ttl=60.0)) as client:
+        client.execute(f"CREATE TABLE {table} (id serial PRIMARY KEY)")
+
+        def fn(tx: Any) -> None:
+            runs.append(1)
+            tx.execute(f"INSERT INTO {table} DEFAULT VALUES")
+            if len(runs) == 1:  # killed from outside while idle in transaction
+                admin.execute("SELECT pg_terminate_backend(%s)", (tx.backend_pid,))
+                wait_gone(admin, tx.backend_pid)
+            tx.execute("SELECT 1")
+
+        if retryable:
+            client.transaction(fn, retryable=True)
+            assert len(runs) == 2
+            assert client.execute(f"SELECT count(*) FROM {table}") == [(1,)]
+        else:
+            with pytest.raises(ConnectionDead) as info:
+                client.transaction(fn)
+            assert info.value.sqlstate in (None, "57P01")
+            assert len(runs) == 1
+            assert client.execute(f"SELECT count(*) FROM {table}") == [(0,)]
