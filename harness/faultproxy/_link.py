@@ -2,7 +2,8 @@
 
 Without toxics in a direction, bytes read on one side are written straight to
 the other transport from ``data_received`` (the fast path: no task, no copy,
-no timestamp). With toxics, that direction goes through a :class:`Pipe`. As
+no timestamp; asyncio reads up to 256 KiB at a time and sets TCP_NODELAY on
+both sockets). With toxics, that direction goes through a :class:`Pipe`. As
 in the real server there is no half-close: the end of either direction closes
 its destination, and the other direction then ends in turn.
 """
