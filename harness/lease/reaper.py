@@ -23,7 +23,11 @@ One pass on a given connection (the client's own, or a short-lived one):
 5. ``COMMIT``; ``on_reap {"event": "pass_end", "killed": n}``.
 
 Every decision is a ledger entry (``on_reap`` with ``event: "kill"``) with the row it
-acted on. 42501 is reported as ``result: "denied"`` and logged once per reaper.
+acted on. ``killed`` means SIGTERM was delivered (``pg_terminate_backend`` does not
+wait): a backend still exiting when the next pass scans can be signalled again, so one
+(pid, application_name) may appear in two passes' ledgers; dedupe on that pair.
+``skipped``: the re-check found the row changed or gone. 42501 is reported as
+``result: "denied"`` and logged once per reaper.
 
 Bug-zoo seams (override one to break one thing): ``idle_states`` (#1),
 ``lease_expired`` (#2), ``lease_of`` (#3), ``terminate`` (#4), ``leadership`` (#9).
