@@ -7,16 +7,8 @@ import sys
 
 from . import VERSION
 from ._flags import USAGE, FlagError, parse
+from ._loop import new_event_loop
 from ._server import StartupError, run
-
-
-def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return asyncio.new_event_loop()
-    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    return loop
 
 
 def main(argv: list[str]) -> int:
@@ -32,7 +24,7 @@ def main(argv: list[str]) -> int:
         print(VERSION)
         return 0
     try:
-        with asyncio.Runner(loop_factory=_new_loop) as runner:
+        with asyncio.Runner(loop_factory=lambda: new_event_loop(opts.spin_us)) as runner:
             runner.run(run(opts))
     except StartupError as exc:
         print(f"faultproxy: {exc}", file=sys.stderr)

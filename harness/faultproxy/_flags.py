@@ -2,6 +2,8 @@
 
 ``-name value``, ``-name=value`` and ``--name`` forms; parsing stops at ``--``
 or the first non-flag argument, and leftover arguments are an error here.
+``-spin-us`` is faultproxy's own (see ``_loop``); ``-proxy-metrics`` and
+``-runtime-metrics`` are accepted and ignored, for drop-in command lines.
 """
 
 from __future__ import annotations
@@ -9,9 +11,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from ._loop import DEFAULT_SPIN_US
+
 USAGE = (
     "usage: python -m harness.faultproxy [-host HOST] [-port PORT] [-config FILE] "
-    "[-seed N] [-version]"
+    "[-seed N] [-spin-us N] [-version]"
 )
 
 
@@ -25,11 +29,12 @@ class Options:
     port: int = 8474
     config: str = ""
     seed: int = 0
+    spin_us: int = DEFAULT_SPIN_US
     version: bool = False
     help: bool = False
 
 
-_VALUED = {"host", "port", "config", "seed"}
+_VALUED = {"host", "port", "config", "seed", "spin-us"}
 _BOOLEAN = {"version", "help", "h", "proxy-metrics", "runtime-metrics"}
 
 
@@ -84,6 +89,8 @@ def parse(argv: list[str]) -> Options:
             opts.port = _int(name, value, 0, 65535)
         elif name == "config":
             opts.config = value
+        elif name == "spin-us":
+            opts.spin_us = _int(name, value, 0, 1_000_000)
         else:
             opts.seed = _int(name, value, -(2**63), 2**63 - 1)
     if args:
