@@ -11,6 +11,12 @@ Side by side in one run, on one throwaway ``LocalCluster``:
 If a real ``toxiproxy-server`` is available (``TOXIPROXY_SERVER`` or ``PATH``)
 it is measured in the same run and the ratios against it are reported.
 Floors: added p50 < 150 µs, throughput share >= 0.40 (``floor_ok``).
+
+Reading the figures: on a 2-core machine the direct p50 is bimodal from run to
+run (about 30 or about 80 µs, depending on where the scheduler has put the
+client and its backend), so ``added_us_p50`` can come out near zero in a run
+where the direct figure is the slow one; ``faultproxy_p50_us`` (the absolute
+proxied p50) is the steadier number to compare across runs.
 """
 
 from __future__ import annotations
