@@ -1,10 +1,23 @@
-"""Hypothesis profiles of the project: ``ci``, ``nightly`` and ``replay``.
+"""Hypothesis profiles of the project: ``dev``, ``ci``, ``nightly`` and ``replay``.
 
 ``HYPOTHESIS_PROFILE`` selects one; otherwise ``ci`` when ``CI`` is set and
 ``dev`` elsewhere. Every profile keeps examples in the repository's example
 database (``.hypothesis-examples/``) so a failure can be replayed with
 ``make replay``. Hypothesis's built-in ``ci`` profile has no database, which is
 why the project registers its own.
+
+``ci`` is deterministic without ``derandomize``: Hypothesis rejects
+``derandomize=True`` together with a database ("derandomize=True implies
+database=None"), and the database is what makes a CI failure replayable. So
+``ci`` fixes the seed instead (``CI_SEED``, applied to every Hypothesis test by
+:func:`apply_ci_seed`): the same examples every run, and failures still saved.
+
+No profile runs Hypothesis's ``explain`` phase: it re-runs dozens of variations
+of the shrunk example only to annotate which parts did not matter, and here an
+example is seconds of real processes (measured: 60 extra runs, over five
+minutes, for one bug-zoo entry). Nor do they hunt for a second, distinct
+failure once one is found (``report_multiple_bugs=False``), for the same
+reason. Shrinking itself is kept everywhere.
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ EXAMPLES_DIR = REPO / ".hypothesis-examples"
 CI_SEED = 20261121
 T = TypeVar("T")
 
+_NO_EXPLAIN = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 
 
@@ -30,6 +44,8 @@ def example_database() -> DirectoryBasedExampleDatabase:
 
 def register_profiles() -> None:
     base = settings(
+        phases=_NO_EXPLAIN,
+        report_multiple_bugs=False,
         deadline=None,
         print_blob=True,
         database=example_database(),
