@@ -281,12 +281,30 @@ class LeaseClient:
 
         with self._lock:
             budget = self._budget()
+            uncertain: OutcomeUnknown | None = None
             while True:
                 try:
                     return self.transaction(body, retryable=True)
                 except OutcomeUnknown as exc:
                     # Safe to retry: the next attempt claims the key first.
-                    self._retry_or_give_up(exc, budget, op="execute_once")
+                    uncertain = exc
+                    try:
+                        self._retry_or_give_up(exc, budget, op="execute_once")
+                    except RetriesExhausted as gave_up:
+                        raise self._still_unknown(key, gave_up) from exc
+                except Exception as exc:
+                    # Once an attempt may have applied, no later failure proves otherwise.
+                    if uncertain is not None:
+                        raise self._still_unknown(key, exc) from uncertain
+                    raise
+
+    @staticmethod
+    def _still_unknown(key: str, last: BaseException) -> OutcomeUnknown:
+        return OutcomeUnknown(
+            f"execute_once({key!r}): an earlier attempt may have been applied and the "
+            f"retries ended with {type(last).__name__}; calling again with the same key "
+            "returns the original result if it was"
+        )
 
     def ensure_schema(self) -> None:
         """Create the ``execute_once`` dedup table if missing (DDL in harness.lease.dedup)."""

@@ -129,3 +129,62 @@ def test_lost_ack_through_execute_once_writes_once_and_returns_the_original_resu
         if "timeout_downstream" in proxy.toxics():
             proxy.remove_toxic("timeout_downstream")  # unblock the writer before closing
         client.close()
+
+
+def test_execute_once_that_gives_up_after_a_lost_commit_says_unknown_not_failed(
+    pg: PostgresServer, proxy: Proxy, admin: psycopg.Connection[Any]
+) -> None:
+    """The COMMIT's answer is lost, then the link stays down until the retries run out:
+    the write did happen, so the client must not report "nothing applied"."""
+    svc = service_name("ackgive")
+    table = f"c_{svc.replace('-', '_')}"
+    dedup = f"dedup_{table}"
+    admin.execute(f"CREATE TABLE {table} (id serial PRIMARY KEY, note text)")
+    rec = Recorder()
+    client = LeaseClient(
+        pg.dsn(host=proxy.host, port=proxy.port),
+        config(svc, lease_ttl=60.0, dedup_table=dedup, retry_budget=1.0),
+        rec.hooks("on_query_start"),
+    )
+    results: list[object] = []
+    cut = threading.Event()
+
+    def cut_before_commit(payload: dict[str, Any]) -> None:
+        if payload["kind"] == "COMMIT" and not cut.is_set():
+            proxy.add_toxic("timeout", stream="downstream", timeout=0)
+            cut.set()
+
+    try:
+        client.ensure_schema()
+        rec.on["on_query_start"] = cut_before_commit
+
+        def write() -> None:
+            try:
+                results.append(
+                    client.execute_once(
+                        "op-1", f"INSERT INTO {table} (note) VALUES ('x') RETURNING id, note"
+                    )
+                )
+            except BaseException as exc:
+                results.append(exc)
+
+        t = threading.Thread(target=write)
+        t.start()
+        wait_for(lambda: count(admin, dedup) == 1, "the write and its key to commit")
+        proxy.disable()  # cuts the connection and refuses every retry until enabled
+        t.join(30)
+        (err,) = results
+        assert isinstance(err, OutcomeUnknown), repr(err)
+        assert count(admin, table) == 1
+        proxy.enable()
+        proxy.remove_toxic("timeout_downstream")
+        again = client.execute_once(
+            "op-1", f"INSERT INTO {table} (note) VALUES ('x') RETURNING id, note"
+        )
+        assert again == admin.execute(f"SELECT id, note FROM {table}").fetchall()
+        assert count(admin, table) == 1
+    finally:
+        proxy.enable()
+        if "timeout_downstream" in proxy.toxics():
+            proxy.remove_toxic("timeout_downstream")
+        client.close()
