@@ -30,6 +30,16 @@ test-fast: setup
 chaos: setup
 	$(BIN)/python -m scenarios all
 
+# Re-run only the failing examples saved in .hypothesis-examples/ (no new ones):
+# the detection tests replay each bug-zoo entry's shrunk failure, the state
+# machine any failure a run saved.
+replay: setup
+	HYPOTHESIS_PROFILE=replay $(BIN)/python -m pytest tests/detection tests/chaos -k "catches or machine" $(PYTEST_ARGS)
+
+# The long property runs (many random examples); what the nightly CI job runs.
+nightly: setup
+	HYPOTHESIS_PROFILE=nightly $(BIN)/python -m pytest tests/detection tests/chaos $(PYTEST_ARGS)
+
 bench: setup
 	$(BIN)/python -m bench
 

@@ -44,6 +44,11 @@ class Outcome:
     timings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     unjudged: str | None = None  # the reason, when the run could not be judged
+    # the evidence the report draws (not in summary.json: history.jsonl holds it)
+    events: Sequence[Event] = ()
+    samples: Sequence[Sample] = ()
+    limit: int | None = None
+    service_prefix: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -90,16 +95,10 @@ class RunDir:
     def activity_path(self) -> Path:
         return self.path / "activity.jsonl"
 
-    def finish(
-        self,
-        outcome: Outcome,
-        *,
-        events: Sequence[Event] = (),
-        samples: Sequence[Sample] = (),
-        limit: int | None = None,
-        service_prefix: str | None = None,
-    ) -> Path:
+    def finish(self, outcome: Outcome) -> Path:
         """Write the summary and its views; point ``reports/latest`` here."""
+        events, samples = outcome.events, outcome.samples
+        limit, service_prefix = outcome.limit, outcome.service_prefix
         (self.path / "summary.json").write_text(
             json.dumps(outcome.to_json(), indent=2, default=str) + "\n"
         )

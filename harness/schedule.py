@@ -665,8 +665,9 @@ class PropertyViolation(AssertionError):
 class LiveRun:
     """One example in progress: apply steps, look at the run so far, then finish."""
 
-    def __init__(self, env: ChaosEnv, ctx: Ctx, sampler: ActivitySampler,
-                 history_path: Path, bug: Bug | None) -> None:
+    def __init__(
+        self, env: ChaosEnv, ctx: Ctx, sampler: ActivitySampler, history_path: Path, bug: Bug | None
+    ) -> None:
         self.env, self.ctx, self.sampler = env, ctx, sampler
         self.history_path, self.bug = history_path, bug
         self.steps: list[Step] = []
@@ -678,18 +679,24 @@ class LiveRun:
 
     def snapshot(self) -> Run:
         """The run so far (history, samples, database now), for invariants."""
-        return Run(load_history(self.history_path), self.sampler.samples,
-                   self.ctx.fleet.final_state(), self.env.run_config())
+        return Run(
+            load_history(self.history_path),
+            self.sampler.samples,
+            self.ctx.fleet.final_state(),
+            self.env.run_config(),
+        )
 
     def finish(self) -> Judged:
         """Settle, then judge the whole run with the five properties."""
         self.env._settle(self.ctx)
         final = self.ctx.fleet.final_state()
         self.release_foreign()
-        run = Run(load_history(self.history_path), self.sampler.samples, final,
-                  self.env.run_config())
-        self.judged = Judged(tuple(self.steps), self.bug, check_all(run), run,
-                             self.history_path, self.ctx.notes)
+        run = Run(
+            load_history(self.history_path), self.sampler.samples, final, self.env.run_config()
+        )
+        self.judged = Judged(
+            tuple(self.steps), self.bug, check_all(run), run, self.history_path, self.ctx.notes
+        )
         return self.judged
 
     def release_foreign(self) -> None:
@@ -741,12 +748,18 @@ class ChaosEnv:
             return live.finish()
 
     @contextlib.contextmanager
-    def begin(self, bug: Bug | None = None) -> Iterator[LiveRun]:
-        """A fresh fleet, history and sampler, released on every exit path."""
+    def begin(self, bug: Bug | None = None, run_dir: Path | None = None) -> Iterator[LiveRun]:
+        """A fresh fleet, history and sampler, released on every exit path.
+
+        ``run_dir``: where ``history.jsonl`` and ``activity.jsonl`` go (kept); by
+        default a new directory under ``keep`` or the temp dir, removed if the run
+        passes and nothing asked to keep it."""
         self._runs += 1
-        base = self.keep or Path(tempfile.gettempdir())
-        base.mkdir(parents=True, exist_ok=True)
-        run_dir = Path(tempfile.mkdtemp(prefix=f"chaos-{self._runs:03d}-", dir=base))
+        given = run_dir is not None
+        if run_dir is None:
+            base = self.keep or Path(tempfile.gettempdir())
+            base.mkdir(parents=True, exist_ok=True)
+            run_dir = Path(tempfile.mkdtemp(prefix=f"chaos-{self._runs:03d}-", dir=base))
         lease = {**self.timings.lease_kwargs(), **(dict(bug.lease_overrides) if bug else {})}
         config = FleetConfig(
             lease=lease,
@@ -765,14 +778,19 @@ class ChaosEnv:
             Fleet(self.pg, self.proxies, history, config) as fleet,
         ):
             fleet.reset_data()
-            live = LiveRun(self, Ctx(fleet, history, self.pg, self.timings, self.cap),
-                           sampler, history_path, bug)
+            live = LiveRun(
+                self,
+                Ctx(fleet, history, self.pg, self.timings, self.cap),
+                sampler,
+                history_path,
+                bug,
+            )
             try:
                 yield live
                 passed = live.judged is not None and live.judged.ok
             finally:
                 live.release_foreign()
-        if passed and self.keep is None:
+        if passed and self.keep is None and not given:
             shutil.rmtree(run_dir, ignore_errors=True)
 
     def _settle(self, ctx: Ctx) -> None:

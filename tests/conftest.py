@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
+
 import pytest
 
 from harness.profiles import apply_ci_seed, load_profile
@@ -9,6 +12,16 @@ from harness.profiles import apply_ci_seed, load_profile
 pytest_plugins = ["tests.fixtures.fix_pg", "tests.fixtures.fix_proxy"]
 
 load_profile()
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM unwinds like Ctrl-C, so session fixtures stop their clusters and
+    proxies (``atexit`` does not run when a process is terminated by a signal)."""
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -26,9 +26,17 @@ def _run_with_duplicate(duplicate: bool) -> Run:
 
 def test_passing_run_writes_every_file_and_points_latest(tmp_path: Path) -> None:
     run = _run_with_duplicate(False)
-    outcome = Outcome("demo", check_all(run), counts={"ops": 1})
+    outcome = Outcome(
+        "demo",
+        check_all(run),
+        counts={"ops": 1},
+        events=run.events,
+        samples=run.samples,
+        limit=3,
+        service_prefix="s=orders;",
+    )
     d = RunDir("demo", root=tmp_path)
-    d.finish(outcome, events=run.events, samples=run.samples, limit=3, service_prefix="s=orders;")
+    d.finish(outcome)
     for name in ("summary.json", "junit.xml", "report.html", "activity.csv", "timeline.png"):
         assert (d.path / name).stat().st_size > 0, name
     assert (tmp_path / "latest").resolve() == d.path.resolve()
@@ -40,10 +48,10 @@ def test_passing_run_writes_every_file_and_points_latest(tmp_path: Path) -> None
 
 def test_failing_property_shows_in_junit_html_and_exit_code(tmp_path: Path) -> None:
     run = _run_with_duplicate(True)
-    outcome = Outcome("demo", check_all(run))
+    outcome = Outcome("demo", check_all(run), events=run.events, samples=run.samples)
     assert outcome.exit_code == EXIT_FAILED
     d = RunDir("demo", root=tmp_path)
-    d.finish(outcome, events=run.events, samples=run.samples)
+    d.finish(outcome)
     suite = ET.parse(d.path / "junit.xml").getroot()
     assert suite.get("failures") == "1" and suite.get("tests") == "5"
     failure = suite.find("testcase/failure")

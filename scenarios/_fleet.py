@@ -1,0 +1,75 @@
+"""What the fleet scenarios share: run a fixed schedule on a live fleet, judge, report.
+
+Every fleet scenario takes ``client=<name>`` to run a bug-zoo client instead of
+the correct one (``python -m scenarios thaw_storm client=reaper_disabled``
+exits 1 with the evidence), and ``workers=N`` for the concurrency cap.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from harness.errors import UsageError
+from harness.report import Outcome
+from harness.scenario import Context, Scenario
+from harness.schedule import ChaosEnv, Step
+from harness.zoo import BY_NAME, Bug
+
+
+def _options(ctx: Context) -> tuple[Bug | None, int]:
+    unknown = set(ctx.options) - {"client", "workers"}
+    if unknown:
+        raise UsageError(f"unknown option {sorted(unknown)[0]!r}; known: client, workers")
+    name = ctx.options.get("client", "correct")
+    if name != "correct" and name not in BY_NAME:
+        raise UsageError(f"unknown client {name!r}; known: correct, {', '.join(BY_NAME)}")
+    try:
+        cap = int(ctx.options.get("workers", "3"))
+    except ValueError:
+        bad = ctx.options["workers"]
+        raise UsageError(f"workers must be a whole number, got {bad!r}") from None
+    if not 2 <= cap <= 8:
+        raise UsageError(f"workers must be between 2 and 8, got {cap}")
+    return (None if name == "correct" else BY_NAME[name]), cap
+
+
+def fleet_scenario(name: str, description: str, schedule: Sequence[Step]) -> Scenario:
+    """A scenario that runs ``schedule``, settles, and judges P1 to P5."""
+
+    def run(ctx: Context) -> Outcome:
+        bug, cap = _options(ctx)
+        env = ChaosEnv(ctx.pg, ctx.proxies, cap=cap)
+        client = bug.client_class if bug else "the correct client"
+        ctx.progress(f"{len(schedule)} steps on up to {cap} workers with {client}")
+        t0 = time.monotonic()
+        with env.begin(bug, run_dir=ctx.run_dir.path) as live:
+            for i, step in enumerate(schedule, 1):
+                ctx.progress(f"step {i}/{len(schedule)}: {step.describe()}")
+                live.apply(step)
+            ctx.progress(
+                f"settling for {env.timings.bound + env.timings.settle_extra:.1f}s"
+                " with invocations still arriving"
+            )
+            judged = live.finish()
+        elapsed = time.monotonic() - t0
+        ops = [e for e in judged.run.events if getattr(e, "type", "") == "invoke"]
+        kills = [e for e in judged.run.ledger if e.result == "killed"]
+        return Outcome(
+            name,
+            judged.verdicts,
+            counts={
+                "operations": len(ops),
+                "reaper_kills": len(kills),
+                "samples": len(judged.run.samples),
+                "steps": len(schedule),
+            },
+            timings={"run_s": round(elapsed, 3), "convergence_bound_s": env.timings.bound},
+            notes=judged.narrative().splitlines(),
+            events=judged.run.events,
+            samples=judged.run.samples,
+            limit=cap,
+            service_prefix=env.run_config().own_app_prefix,
+        )
+
+    return Scenario(name, description, run)
