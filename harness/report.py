@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from harness.checks import Verdict, render_verdict
+from harness.checks import Verdict, is_routine_freeze, render_verdict
 from harness.history import Event, FaultEvent, OpEvent, ReapEvent, Sample
 from harness.observe import write_activity_csv
 from harness.timeline import Timeline
@@ -177,8 +177,10 @@ def plot_timeline(
         ax.axhline(limit, color="tab:red", linestyle="--", label=f"limit {limit}")
     tl = Timeline(events)
     workers = sorted({e.worker for e in events if isinstance(e, FaultEvent) and e.worker})
-    for i, w in enumerate(workers):
+    for w in workers:
         for iv in tl.frozen_during(w, -math.inf, math.inf):
+            if is_routine_freeze(iv.opened_by):  # parked between invocations: Lambda's normal
+                continue
             end = iv.end if math.isfinite(iv.end) else tl.end
             ax.axvspan(
                 iv.start - t0,
@@ -187,7 +189,7 @@ def plot_timeline(
                 ymax=1,
                 color="tab:gray",
                 alpha=0.12,
-                label="frozen worker" if i == 0 else None,
+                label="frozen by a fault",
             )
     kills = [e for e in events if isinstance(e, ReapEvent) and e.result == "killed"]
     if kills:

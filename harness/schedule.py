@@ -326,10 +326,11 @@ class AckLost(Step):
     def apply(self, ctx: Ctx) -> None:
         # On a warm worker whose lease was just renewed, so the toxic loses the answer
         # to the write itself, not to a connect or a heartbeat before it.
-        name = ctx.pick(0) or (ctx.ensure_idle(1) or [None])[0]
-        if name is None:
+        idle = ctx.ensure_idle(1)
+        if not idle:
             ctx.notes.append("ack_lost skipped: no worker free")
             return
+        name = idle[0]
         ctx.run("read", worker=name)
         ctx.fleet.ack_lost(f=self.f, worker=name)
         ctx.last_activity = time.time()
@@ -633,7 +634,8 @@ class Judged:
     def failed(self) -> list[str]:
         return [v.prop for v in self.verdicts if not v.ok]
 
-    def narrative(self) -> str:
+    def story(self) -> list[str]:
+        """The schedule in words: which client, each step, the settle phase."""
         client = self.bug.client_class if self.bug else CORRECT
         lines = [f"client: {client}", "schedule:"]
         lines += [f"  {i}. {s.describe()}" for i, s in enumerate(self.schedule, 1)]
@@ -643,9 +645,12 @@ class Judged:
         )
         lines += [f"  note: {n}" for n in self.notes]
         lines.append(f"history: {self.history_path}")
-        for v in self.verdicts:
-            lines.append(f"{v.prop} {'holds' if v.ok else 'FAILS'}: {v.summary}")
-        return "\n".join(lines)
+        return lines
+
+    def narrative(self) -> str:
+        """The story and one line per property."""
+        verdicts = [f"{v.prop} {'holds' if v.ok else 'FAILS'}: {v.summary}" for v in self.verdicts]
+        return "\n".join([*self.story(), *verdicts])
 
     def explain_failures(self) -> str:
         return "\n\n".join(render_verdict(v) for v in self.verdicts if not v.ok)

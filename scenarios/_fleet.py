@@ -65,7 +65,7 @@ def fleet_scenario(name: str, description: str, schedule: Sequence[Step]) -> Sce
                 "steps": len(schedule),
             },
             timings={"run_s": round(elapsed, 3), "convergence_bound_s": env.timings.bound},
-            notes=judged.narrative().splitlines(),
+            notes=judged.story(),
             events=judged.run.events,
             samples=judged.run.samples,
             limit=cap,
