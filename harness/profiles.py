@@ -23,11 +23,18 @@ reason. Shrinking itself is kept everywhere.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from hypothesis import HealthCheck, Phase, seed, settings
-from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.database import (
+    DirectoryBasedExampleDatabase,
+    ExampleDatabase,
+    GitHubArtifactDatabase,
+    MultiplexedDatabase,
+    ReadOnlyDatabase,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES_DIR = REPO / ".hypothesis-examples"
@@ -38,8 +45,24 @@ _NO_EXPLAIN = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 
 
-def example_database() -> DirectoryBasedExampleDatabase:
-    return DirectoryBasedExampleDatabase(str(EXAMPLES_DIR))
+NIGHTLY_ARTIFACT = "hypothesis-example-db"
+
+
+def example_database(env: Mapping[str, str] | None = None) -> ExampleDatabase:
+    """The repository's example directory; with ``THAWPROOF_GITHUB_REPO=owner/repo``
+    also, read-only, the example database the nightly CI job uploads as the artifact
+    ``hypothesis-example-db`` (Hypothesis's ``GitHubArtifactDatabase``; it reads
+    ``GITHUB_TOKEN``), so a nightly failure replays here with ``make replay``."""
+    env = os.environ if env is None else env
+    local = DirectoryBasedExampleDatabase(str(EXAMPLES_DIR))
+    repo = env.get("THAWPROOF_GITHUB_REPO", "")
+    if not repo:
+        return local
+    owner, sep, name = repo.partition("/")
+    if not (owner and sep and name) or "/" in name:
+        raise ValueError(f"THAWPROOF_GITHUB_REPO must look like owner/repo, got {repo!r}")
+    nightly = GitHubArtifactDatabase(owner, name, artifact_name=NIGHTLY_ARTIFACT)
+    return MultiplexedDatabase(local, ReadOnlyDatabase(nightly))
 
 
 def register_profiles() -> None:
