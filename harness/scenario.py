@@ -50,12 +50,20 @@ class Context:
     options: dict[str, str] = field(default_factory=dict)
 
 
+def _no_options(options: dict[str, str]) -> None:
+    if options:
+        raise UsageError(f"unknown option {sorted(options)[0]!r}; this scenario takes none")
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
     run: Callable[[Context], Outcome]
     max_connections: int = 40
+    check_options: Callable[[dict[str, str]], None] = _no_options
+    """Raises ``UsageError`` for options the scenario cannot take; called before
+    anything starts."""
 
 
 @contextlib.contextmanager
@@ -130,6 +138,7 @@ def main_for(scenario: Scenario, argv: list[str]) -> int:
     """Entry point of ``python -m scenarios.<name> [key=value ...]``."""
     try:
         options = parse_options(argv)
+        scenario.check_options(options)
     except UsageError as e:
         print(f"{scenario.name}: {e}", file=sys.stderr)
         return EXIT_UNJUDGED

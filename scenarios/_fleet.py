@@ -17,28 +17,32 @@ from harness.schedule import ChaosEnv, Step
 from harness.zoo import BY_NAME, Bug
 
 
-def _options(ctx: Context) -> tuple[Bug | None, int]:
-    unknown = set(ctx.options) - {"client", "workers"}
+def _options(options: dict[str, str]) -> tuple[Bug | None, int]:
+    unknown = set(options) - {"client", "workers"}
     if unknown:
         raise UsageError(f"unknown option {sorted(unknown)[0]!r}; known: client, workers")
-    name = ctx.options.get("client", "correct")
+    name = options.get("client", "correct")
     if name != "correct" and name not in BY_NAME:
         raise UsageError(f"unknown client {name!r}; known: correct, {', '.join(BY_NAME)}")
     try:
-        cap = int(ctx.options.get("workers", "3"))
+        cap = int(options.get("workers", "3"))
     except ValueError:
-        bad = ctx.options["workers"]
+        bad = options["workers"]
         raise UsageError(f"workers must be a whole number, got {bad!r}") from None
     if not 2 <= cap <= 8:
         raise UsageError(f"workers must be between 2 and 8, got {cap}")
     return (None if name == "correct" else BY_NAME[name]), cap
 
 
+def _check_options(options: dict[str, str]) -> None:
+    _options(options)
+
+
 def fleet_scenario(name: str, description: str, schedule: Sequence[Step]) -> Scenario:
     """A scenario that runs ``schedule``, settles, and judges P1 to P5."""
 
     def run(ctx: Context) -> Outcome:
-        bug, cap = _options(ctx)
+        bug, cap = _options(ctx.options)
         env = ChaosEnv(ctx.pg, ctx.proxies, cap=cap)
         client = bug.client_class if bug else "the correct client"
         ctx.progress(f"{len(schedule)} steps on up to {cap} workers with {client}")
@@ -72,4 +76,4 @@ def fleet_scenario(name: str, description: str, schedule: Sequence[Step]) -> Sce
             service_prefix=env.run_config().own_app_prefix,
         )
 
-    return Scenario(name, description, run)
+    return Scenario(name, description, run, check_options=_check_options)

@@ -43,9 +43,30 @@ def test_bad_option_is_one_line_and_exit_2() -> None:
     done = _run("smoke", "not-an-option")
     assert done.returncode == 2
     assert done.stderr.strip() == "smoke: expected key=value, got 'not-an-option'"
+    done = _run("smoke", "workers=3")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "smoke: unknown option 'workers'; this scenario takes none"
 
 
 def test_list_names_every_scenario() -> None:
     done = _run("list")
     assert done.returncode == 0
     assert "smoke" in done.stdout
+
+
+def test_fleet_scenario_with_a_bug_zoo_client_exits_1_with_evidence() -> None:
+    done = _run("frozen_reaper", "client=session_lock")
+    assert done.returncode == 1, done.stdout + done.stderr
+    summary = json.loads((REPO / "reports" / "latest" / "summary.json").read_text())
+    p2 = next(v for v in summary["verdicts"] if v["property"] == "P2")
+    assert not p2["ok"] and p2["evidence"]
+    assert (REPO / "reports" / "latest" / "timeline.png").exists()
+    assert (REPO / "reports" / "latest" / "history.jsonl").exists()
+
+
+def test_unknown_client_is_one_line_and_exit_2() -> None:
+    done = _run("frozen_reaper", "client=nope")
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0
+    assert "unknown client 'nope'" in done.stderr
+    assert "[frozen_reaper" not in done.stderr  # refused before anything started
