@@ -12,11 +12,14 @@ import os
 import socket
 from typing import Any
 
-import psycopg
-from psycopg import sql
-
 from harness.errors import SetupError
-from harness.infra.postgres import APP_DB, APP_ROLE, PostgresServer, RestartMode
+from harness.infra.postgres import (
+    APP_DB,
+    APP_ROLE,
+    PostgresServer,
+    RestartMode,
+    create_app_role,
+)
 
 
 def _engine_address(env: dict[str, str]) -> tuple[int, Any]:
@@ -79,22 +82,7 @@ class ContainerPostgres(PostgresServer):
         self.app_db = APP_DB
         self._passwords["thawproof_admin"] = "thawproof_admin"
         self._passwords[APP_ROLE] = "thawproof_app_pw"
-        with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'thawproof_app_pw'").format(
-                    sql.Identifier(APP_ROLE)
-                )
-            )
-            conn.execute(
-                sql.SQL("GRANT pg_signal_backend, pg_read_all_stats TO {}").format(
-                    sql.Identifier(APP_ROLE)
-                )
-            )
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(APP_DB), sql.Identifier(APP_ROLE)
-                )
-            )
+        create_app_role(self.admin_dsn, "thawproof_app_pw")
 
     @property
     def admin_dsn(self) -> str:

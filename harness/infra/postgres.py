@@ -104,6 +104,27 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def create_app_role(admin_dsn: str, password: str) -> None:
+    """The application role (not a superuser; ``pg_signal_backend`` and
+    ``pg_read_all_stats``, as on managed PostgreSQL) and its own database."""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER PASSWORD {}").format(
+                sql.Identifier(APP_ROLE), sql.Literal(password)
+            )
+        )
+        conn.execute(
+            sql.SQL("GRANT pg_signal_backend, pg_read_all_stats TO {}").format(
+                sql.Identifier(APP_ROLE)
+            )
+        )
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(APP_DB), sql.Identifier(APP_ROLE)
+            )
+        )
+
+
 class PostgresServer:
     """What the harness needs of a PostgreSQL server, whoever runs it."""
 
@@ -387,22 +408,7 @@ class LocalCluster(PostgresServer):
         self._chown(self.data_dir)
 
     def _create_app_role(self) -> None:
-        with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER PASSWORD {}").format(
-                    sql.Identifier(APP_ROLE), sql.Literal(self._app_password)
-                )
-            )
-            conn.execute(
-                sql.SQL("GRANT pg_signal_backend, pg_read_all_stats TO {}").format(
-                    sql.Identifier(APP_ROLE)
-                )
-            )
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(APP_DB), sql.Identifier(APP_ROLE)
-                )
-            )
+        create_app_role(self.admin_dsn, self._app_password)
 
     # -- lifecycle ---------------------------------------------------------------
     @property

@@ -79,56 +79,80 @@ def test_lost_ack_raises_outcome_unknown_and_never_writes_twice(
         client.close()
 
 
+class CommitCut:
+    """An ``execute_once`` in a thread whose COMMIT answer is lost: a downstream
+    ``timeout`` toxic is added the moment the client is about to send COMMIT."""
+
+    def __init__(
+        self,
+        pg: PostgresServer,
+        proxy: Proxy,
+        admin: psycopg.Connection[Any],
+        name: str,
+        **config_kw: Any,
+    ) -> None:
+        svc = service_name(name)
+        self.table = f"t_{svc.replace('-', '_')}"
+        self.dedup = f"dedup_{self.table}"
+        admin.execute(f"CREATE TABLE {self.table} (id serial PRIMARY KEY, note text)")
+        self.proxy, self.admin = proxy, admin
+        self.rec = Recorder()
+        self.client = LeaseClient(
+            pg.dsn(host=proxy.host, port=proxy.port),
+            config(svc, lease_ttl=60.0, dedup_table=self.dedup, **config_kw),
+            self.rec.hooks("on_query_retry", "on_query_start"),
+        )
+        self.results: list[object] = []
+        self.cut = threading.Event()
+        self.thread = threading.Thread(target=self._write)
+
+    def insert(self) -> Any:
+        return self.client.execute_once(
+            "op-1", f"INSERT INTO {self.table} (note) VALUES ('x') RETURNING id, note"
+        )
+
+    def _cut_before_commit(self, payload: dict[str, Any]) -> None:
+        if payload["kind"] == "COMMIT" and not self.cut.is_set():
+            self.proxy.add_toxic("timeout", stream="downstream", timeout=0)
+            self.cut.set()
+
+    def _write(self) -> None:
+        try:
+            self.results.append(self.insert())
+        except BaseException as exc:
+            self.results.append(exc)
+
+    def start_and_wait_committed(self) -> None:
+        self.client.ensure_schema()
+        self.rec.on["on_query_start"] = self._cut_before_commit
+        self.thread.start()
+        wait_for(lambda: count(self.admin, self.dedup) == 1, "the write and its key to commit")
+        assert self.cut.is_set()
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        return self.admin.execute(f"SELECT id, note FROM {self.table}").fetchall()
+
+    def close(self) -> None:
+        self.proxy.enable()
+        if "timeout_downstream" in self.proxy.toxics():
+            self.proxy.remove_toxic("timeout_downstream")  # unblock the writer first
+        self.client.close()
+
+
 def test_lost_ack_through_execute_once_writes_once_and_returns_the_original_result(
     pg: PostgresServer, proxy: Proxy, admin: psycopg.Connection[Any]
 ) -> None:
-    svc = service_name("ackonce")
-    table = f"b_{svc.replace('-', '_')}"
-    dedup = f"dedup_{table}"
-    admin.execute(f"CREATE TABLE {table} (id serial PRIMARY KEY, note text)")
-    rec = Recorder()
-    client = LeaseClient(
-        pg.dsn(host=proxy.host, port=proxy.port),
-        config(svc, lease_ttl=60.0, dedup_table=dedup),
-        rec.hooks("on_query_retry", "on_query_start"),
-    )
-    results: list[object] = []
-    cut = threading.Event()
-
-    def cut_before_commit(payload: dict[str, Any]) -> None:
-        # The deterministic point: the transaction's COMMIT is about to be sent.
-        if payload["kind"] == "COMMIT" and not cut.is_set():
-            proxy.add_toxic("timeout", stream="downstream", timeout=0)
-            cut.set()
-
+    w = CommitCut(pg, proxy, admin, "ackonce")
     try:
-        client.ensure_schema()
-        rec.on["on_query_start"] = cut_before_commit
-
-        def write() -> None:
-            try:
-                results.append(
-                    client.execute_once(
-                        "op-1", f"INSERT INTO {table} (note) VALUES ('x') RETURNING id, note"
-                    )
-                )
-            except BaseException as exc:
-                results.append(exc)
-
-        t = threading.Thread(target=write)
-        t.start()
-        wait_for(lambda: count(admin, dedup) == 1, "the write and its key to commit")
-        assert cut.is_set()
+        w.start_and_wait_committed()
         proxy.remove_toxic("timeout_downstream")
-        t.join(30)
-        rows = admin.execute(f"SELECT id, note FROM {table}").fetchall()
+        w.thread.join(30)
+        rows = w.rows()
         assert len(rows) == 1
-        assert results == [rows], "the retry returns the original result"
-        assert [e["op"] for e in rec.of("on_query_retry")] == ["execute_once"]
+        assert w.results == [rows], "the retry returns the original result"
+        assert [e["op"] for e in w.rec.of("on_query_retry")] == ["execute_once"]
     finally:
-        if "timeout_downstream" in proxy.toxics():
-            proxy.remove_toxic("timeout_downstream")  # unblock the writer before closing
-        client.close()
+        w.close()
 
 
 def test_execute_once_that_gives_up_after_a_lost_commit_says_unknown_not_failed(
@@ -136,55 +160,17 @@ def test_execute_once_that_gives_up_after_a_lost_commit_says_unknown_not_failed(
 ) -> None:
     """The COMMIT's answer is lost, then the link stays down until the retries run out:
     the write did happen, so the client must not report "nothing applied"."""
-    svc = service_name("ackgive")
-    table = f"c_{svc.replace('-', '_')}"
-    dedup = f"dedup_{table}"
-    admin.execute(f"CREATE TABLE {table} (id serial PRIMARY KEY, note text)")
-    rec = Recorder()
-    client = LeaseClient(
-        pg.dsn(host=proxy.host, port=proxy.port),
-        config(svc, lease_ttl=60.0, dedup_table=dedup, retry_budget=1.0),
-        rec.hooks("on_query_start"),
-    )
-    results: list[object] = []
-    cut = threading.Event()
-
-    def cut_before_commit(payload: dict[str, Any]) -> None:
-        if payload["kind"] == "COMMIT" and not cut.is_set():
-            proxy.add_toxic("timeout", stream="downstream", timeout=0)
-            cut.set()
-
+    w = CommitCut(pg, proxy, admin, "ackgive", retry_budget=1.0)
     try:
-        client.ensure_schema()
-        rec.on["on_query_start"] = cut_before_commit
-
-        def write() -> None:
-            try:
-                results.append(
-                    client.execute_once(
-                        "op-1", f"INSERT INTO {table} (note) VALUES ('x') RETURNING id, note"
-                    )
-                )
-            except BaseException as exc:
-                results.append(exc)
-
-        t = threading.Thread(target=write)
-        t.start()
-        wait_for(lambda: count(admin, dedup) == 1, "the write and its key to commit")
+        w.start_and_wait_committed()
         proxy.disable()  # cuts the connection and refuses every retry until enabled
-        t.join(30)
-        (err,) = results
+        w.thread.join(30)
+        (err,) = w.results
         assert isinstance(err, OutcomeUnknown), repr(err)
-        assert count(admin, table) == 1
+        assert len(w.rows()) == 1
         proxy.enable()
         proxy.remove_toxic("timeout_downstream")
-        again = client.execute_once(
-            "op-1", f"INSERT INTO {table} (note) VALUES ('x') RETURNING id, note"
-        )
-        assert again == admin.execute(f"SELECT id, note FROM {table}").fetchall()
-        assert count(admin, table) == 1
+        assert w.insert() == w.rows(), "a call with the same key returns the original result"
+        assert len(w.rows()) == 1
     finally:
-        proxy.enable()
-        if "timeout_downstream" in proxy.toxics():
-            proxy.remove_toxic("timeout_downstream")
-        client.close()
+        w.close()
