@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 
 import psycopg
@@ -90,7 +92,7 @@ def test_teardown_at_interpreter_exit() -> None:
         "sys.exit(0)\n"
     )
     out = subprocess.run(
-        [os.sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     ).stdout.split()
     pid, root = int(out[0]), Path(out[1])
     assert not _pid_alive(pid)
@@ -116,35 +118,51 @@ def test_root_runs_server_as_unprivileged_account() -> None:
         assert os.stat(cluster.data_dir).st_uid == uid
 
 
+def _unprivileged_python() -> tuple[list[str], dict[str, str]] | str:
+    """A command prefix running this interpreter's code as the unprivileged account,
+    or the reason there is none. The venv's interpreter may live under /root (mode
+    700); the system interpreter of the same version, given the venv's packages on
+    PYTHONPATH, runs the same code."""
+    repo = str(Path(__file__).parents[2])
+    paths = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo, *sorted(paths)])}
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = [sys.executable, f"/usr/bin/{version}", f"/usr/local/bin/{version}"]
+    reasons = []
+    for python in filter(None, candidates):
+        cmd = ["runuser", "-u", "postgres", "--", python]
+        probe = subprocess.run(
+            [*cmd, "-c", "import harness.infra.postgres, psycopg"],
+            capture_output=True,
+            text=True,
+            cwd=repo,
+            env=env,
+        )
+        if probe.returncode == 0:
+            return cmd, env
+        reasons.append((probe.stderr.strip().splitlines() or ["no detail"])[-1])
+    return "; ".join(reasons)
+
+
 def test_runs_as_non_root_user() -> None:
     """The non-root path: the harness itself runs as an unprivileged user."""
     if os.geteuid() == 0:
-        probe = subprocess.run(
-            ["runuser", "-u", "postgres", "--", os.sys.executable, "-c", "import harness"],
-            capture_output=True,
-            text=True,
-            cwd=str(Path(__file__).parents[2]),
-        )
-        if probe.returncode != 0:
-            detail = (probe.stderr.strip().splitlines() or ["no detail"])[-1]
-            pytest.skip(
-                f"cannot run this interpreter as the unprivileged 'postgres' account ({detail})"
-            )
-        cmd = ["runuser", "-u", "postgres", "--", os.sys.executable, "-c"]
+        found = _unprivileged_python()
+        if isinstance(found, str):
+            pytest.skip(f"no interpreter runs this code as the 'postgres' account ({found})")
+        cmd, env = found
     else:
-        cmd = [os.sys.executable, "-c"]
+        cmd, env = [sys.executable], dict(os.environ)
     script = (
-        "import psycopg\n"
+        "import os, psycopg\n"
         "from harness.infra.postgres import LocalCluster\n"
+        "assert os.geteuid() != 0\n"
         "with LocalCluster(max_connections=10) as c:\n"
+        "    assert c.run_as is None\n"
         "    print(psycopg.connect(c.app_dsn).execute('select 1').fetchone()[0])\n"
     )
     out = subprocess.run(
-        [*cmd, script],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=str(Path(__file__).parents[2]),
+        [*cmd, "-c", script], capture_output=True, text=True, timeout=120, cwd="/tmp", env=env
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "1"
