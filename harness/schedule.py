@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -39,7 +39,7 @@ from psycopg.conninfo import make_conninfo
 from harness.checks import Run, RunConfig, Verdict, check_all, render_verdict
 from harness.fleet import Fleet, FleetConfig
 from harness.fleet.pending import FleetAtCapacity, FleetError, Pending, WorkerUnavailable
-from harness.history import HistoryWriter, load_history
+from harness.history import ErrorInfo, HistoryWriter, load_history
 from harness.infra.postgres import PostgresServer
 from harness.infra.toxiproxy import ToxiproxyServer
 from harness.lease import token
@@ -132,31 +132,22 @@ class Ctx:
         idle = self.idle()
         return idle[index % len(idle)] if idle else None
 
-    def ensure_idle(self, n: int) -> list[str]:
-        """At least ``n`` idle workers (cold-starting some with a read when there is room)."""
-        while len(self.idle()) < n:
-            try:
+    def an_idle_worker(self) -> str | None:
+        """An idle worker, cold-starting one with a read when none is idle and there
+        is room; None when every worker is busy at the cap."""
+        if not self.idle():
+            with contextlib.suppress(FleetAtCapacity):
                 self.run("read")
-            except FleetAtCapacity:
-                break
-            if len(self.idle()) < n and len(self.fleet.worker_names()) >= self.cap:
-                break
-        return self.idle()
+        return self.pick(0)
 
     def run(self, f: str, *, worker: str | None = None, **args: Any) -> Any:
         result = self.fleet.invoke(f, worker=worker, **args)
         self.last_activity = time.time()
         return result
 
-    def start_other(self, f: str, **args: Any) -> Pending:
-        """Start ``f`` on some worker that is free (routed: idle warm, else a cold start)."""
-        return self.fleet.start(f, **args)
-
 
 class Step:
     """One thing that happens to the fleet."""
-
-    kind: ClassVar[str]
 
     def describe(self) -> str:
         raise NotImplementedError
@@ -171,7 +162,6 @@ class Step:
 @dataclass(frozen=True)
 class Invoke(Step):
     f: Literal["write", "write_once", "read", "burst"]
-    kind: ClassVar[str] = "invoke"
 
     def describe(self) -> str:
         return f"invoke {self.f} (routed like Lambda: a warm worker, else a cold start)"
@@ -187,7 +177,6 @@ class Invoke(Step):
 @dataclass(frozen=True)
 class Burst(Step):
     n: int
-    kind: ClassVar[str] = "burst"
 
     def describe(self) -> str:
         return f"{self.n} concurrent reads (cold starts up to the concurrency cap)"
@@ -206,8 +195,6 @@ class Burst(Step):
 
 @dataclass(frozen=True)
 class Age(Step):
-    kind: ClassVar[str] = "age"
-
     def describe(self) -> str:
         return (
             "let time pass until every idle worker's lease has expired"
@@ -222,8 +209,6 @@ class Age(Step):
 
 @dataclass(frozen=True)
 class Linger(Step):
-    kind: ClassVar[str] = "linger"
-
     def describe(self) -> str:
         return "let idle backends idle past min_idle (their leases still valid)"
 
@@ -235,7 +220,6 @@ class Linger(Step):
 class Reclaim(Step):
     worker: int
     blackhole: bool = True
-    kind: ClassVar[str] = "reclaim"
 
     def describe(self) -> str:
         how = (
@@ -254,7 +238,6 @@ class Reclaim(Step):
 @dataclass(frozen=True)
 class Reap(Step):
     worker: int
-    kind: ClassVar[str] = "reap"
 
     def describe(self) -> str:
         return f"idle worker #{self.worker} runs a reaper pass"
@@ -274,7 +257,6 @@ class Reap(Step):
 @dataclass(frozen=True)
 class FreezeMid(Step):
     what: Literal["query", "tx", "reap"]
-    kind: ClassVar[str] = "freeze_mid"
 
     def describe(self) -> str:
         return {
@@ -300,7 +282,6 @@ class FreezeMid(Step):
 @dataclass(frozen=True)
 class Thaw(Step):
     index: int
-    kind: ClassVar[str] = "thaw"
 
     def describe(self) -> str:
         return f"thaw frozen-in-the-middle worker #{self.index}; it finishes what it was doing"
@@ -318,7 +299,6 @@ class Thaw(Step):
 @dataclass(frozen=True)
 class AckLost(Step):
     f: Literal["write", "write_once"]
-    kind: ClassVar[str] = "ack_lost"
 
     def describe(self) -> str:
         return f"{self.f} whose answer is lost (the server commits, the reply never arrives)"
@@ -326,11 +306,10 @@ class AckLost(Step):
     def apply(self, ctx: Ctx) -> None:
         # On a warm worker whose lease was just renewed, so the toxic loses the answer
         # to the write itself, not to a connect or a heartbeat before it.
-        idle = ctx.ensure_idle(1)
-        if not idle:
+        name = ctx.an_idle_worker()
+        if name is None:
             ctx.notes.append("ack_lost skipped: no worker free")
             return
-        name = idle[0]
         ctx.run("read", worker=name)
         ctx.fleet.ack_lost(f=self.f, worker=name)
         ctx.last_activity = time.time()
@@ -339,7 +318,6 @@ class AckLost(Step):
 @dataclass(frozen=True)
 class SocketReset(Step):
     mode: Literal["reset_peer", "disable"]
-    kind: ClassVar[str] = "socket_reset"
 
     def describe(self) -> str:
         how = (
@@ -361,8 +339,6 @@ class SocketReset(Step):
 
 @dataclass(frozen=True)
 class PgRestart(Step):
-    kind: ClassVar[str] = "pg_restart"
-
     def describe(self) -> str:
         return "PostgreSQL restarts (immediate: every backend dies)"
 
@@ -373,7 +349,6 @@ class PgRestart(Step):
 @dataclass(frozen=True)
 class TerminateBackend(Step):
     worker: int
-    kind: ClassVar[str] = "terminate"
 
     def describe(self) -> str:
         return f"an operator terminates idle worker #{self.worker}'s backend"
@@ -388,7 +363,6 @@ class TerminateBackend(Step):
 class NetworkFault(Step):
     worker: int
     fault: Literal["latency", "proxy_down", "bandwidth"]
-    kind: ClassVar[str] = "network"
 
     def describe(self) -> str:
         what = {
@@ -415,7 +389,6 @@ class ClockSkew(Step):
     worker: int
     fraction: float
     """Of the reaper grace, in [-0.5, 0.5]: skew the correct client tolerates."""
-    kind: ClassVar[str] = "skew"
 
     def describe(self) -> str:
         return f"idle worker #{self.worker}'s clock skewed by {self.fraction:+.2f} x the grace"
@@ -429,7 +402,6 @@ class ClockSkew(Step):
 @dataclass(frozen=True)
 class ForeignBackend(Step):
     who: Literal["other_app", "forged", "other_secret", "superuser"]
-    kind: ClassVar[str] = "foreign"
 
     def describe(self) -> str:
         return {
@@ -464,8 +436,6 @@ class ForeignBackend(Step):
 class QueryOutlivesLease(Step):
     """A query of unknown length outlives its lease while another worker reaps."""
 
-    kind: ClassVar[str] = "outlive"
-
     def describe(self) -> str:
         return (
             "a read of unknown length runs past its lease; meanwhile another worker"
@@ -484,7 +454,7 @@ class QueryOutlivesLease(Step):
         lease_expiry = float(started["payload"].get("lease_expiry") or time.time() + t.lease_ttl)
         _wait_until_wall(max(lease_expiry, time.time()) + t.reaper_grace + t.min_idle + 0.05)
         with contextlib.suppress(FleetAtCapacity):
-            ctx.start_other("reap").wait()
+            ctx.fleet.start("reap").wait()
         slow.wait()
         ctx.last_activity = time.time()
 
@@ -493,8 +463,6 @@ class QueryOutlivesLease(Step):
 class PeerRace(Step):
     """A pg-aequor peer of the service (same secret, no fencing) reuses its expired
     connection between a reaper's scan and its kill."""
-
-    kind: ClassVar[str] = "peer_race"
 
     def describe(self) -> str:
         return (
@@ -514,7 +482,7 @@ class PeerRace(Step):
         try:
             _wait_until_wall(expiry + t.reaper_grace + t.min_idle + 0.05)
             try:
-                reap = ctx.start_other("reap", pause_at="scanned")
+                reap = ctx.fleet.start("reap", pause_at="scanned")
             except FleetAtCapacity:
                 return
             ctx.fleet.wait_paused(reap.worker, "scanned", after=reap.since)
@@ -535,7 +503,6 @@ class ThawIntoTx(Step):
     """A worker thawed after its lease expired opens a transaction and holds it."""
 
     worker: int
-    kind: ClassVar[str] = "thaw_into_tx"
 
     def describe(self) -> str:
         return (
@@ -553,7 +520,7 @@ class ThawIntoTx(Step):
         ctx.fleet.wait_paused(tx.worker, "tx", after=tx.since)
         _wait_until_wall(time.time() + t.min_idle + 0.05)
         try:
-            ctx.start_other("reap").wait()
+            ctx.fleet.start("reap").wait()
         except FleetAtCapacity:
             ctx.notes.append("thaw_into_tx: no other worker to reap")
         finally:
@@ -600,8 +567,6 @@ class _PeerQuery(threading.Thread):
         try:
             self.conn.execute("SELECT pg_sleep(%s)", (self.seconds,))
         except psycopg.Error as e:
-            from harness.history import ErrorInfo
-
             h.complete(
                 inv,
                 "fail",
