@@ -455,6 +455,9 @@ class FleetCore:
         elif hook == "on_client_dead" and payload.get("backend_pid") == w.backend_pid:
             w.backend_pid = None
         elif hook == "on_reap" and payload.get("event") == "kill":
+            # the kill's time is when the reaper sent it, not when it reported it
+            sent = float(payload.get("sent_monotonic") or t)
+            t, wall = sent, wall - (t - sent)
             self.history.reap(
                 worker=w.name,
                 pid=int(payload["pid"]),

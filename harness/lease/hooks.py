@@ -20,7 +20,9 @@ Payloads (every one also has ``"hook"`` and ``"at"``, the client's clock):
 - ``on_client_dead``: backend_pid, reason, error, sqlstate (the connection was
   found dead and dropped; the next use reconnects).
 - ``on_reap``: event ``locked`` | ``scanned`` (candidates) | ``kill`` (one ledger
-  entry) | ``busy`` | ``pass_end`` (killed) | ``error`` (error, sqlstate) |
+  entry: pid, result, the row acted on, lease_expiry_ms, and ``at`` /
+  ``sent_monotonic``, the reaper's clock and ``time.monotonic()`` just before the
+  kill was sent) | ``busy`` | ``pass_end`` (killed) | ``error`` (error, sqlstate) |
   ``denied_once`` (first permission denial of this reaper).
 """
 

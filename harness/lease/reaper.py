@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -129,8 +130,11 @@ class Reaper(Rules):
                 }
             )
             for cand in candidates:
+                # Stamped before the kill is sent: the victim may see the kill before
+                # terminate() returns, so "what was it doing at the kill" needs this time.
+                sent_at, sent_monotonic = self.config.clock(), time.monotonic()
                 outcome = self.terminate(conn, cand)
-                entry = self._ledger_entry(cand, outcome, own_pid)
+                entry = self._ledger_entry(cand, outcome, own_pid, sent_at, sent_monotonic)
                 result.ledger.append(entry)
                 self._emit(dict(entry))
         self._emit(
@@ -241,7 +245,9 @@ class Reaper(Rules):
                 row.pid,
             )
 
-    def _ledger_entry(self, cand: Candidate, outcome: KillResult, own: int) -> dict[str, Any]:
+    def _ledger_entry(
+        self, cand: Candidate, outcome: KillResult, own: int, sent_at: float, sent_monotonic: float
+    ) -> dict[str, Any]:
         row = cand.row
         return {
             "event": "kill",
@@ -252,7 +258,8 @@ class Reaper(Rules):
             "state_change": row.state_change.isoformat() if row.state_change else None,
             "idle_for": row.idle_for,
             "lease_expiry_ms": cand.lease.expiry_ms,
-            "at": self.config.clock(),
+            "at": sent_at,
+            "sent_monotonic": sent_monotonic,
             "reaper_pid": own,
         }
 
