@@ -50,6 +50,8 @@ def is_routine_freeze(fault: FaultEvent) -> bool:
     that is Lambda's normal life, not a fault that makes zombies, so it does not
     move P2's anchor (it still makes the worker frozen for P1)."""
     return fault.f == "freeze" and fault.value.get("cause") == "idle"
+
+
 """Faults that can leave a zombie backend behind; P2's clock starts at the last one."""
 
 _EXPIRY = re.compile(r"(?:^|;)e=(\d+)(?:;|$)")
@@ -136,8 +138,11 @@ class Run:
     @cached_property
     def foreign_pids(self) -> frozenset[int]:
         """Backends registered foreign at any time, plus the configured ones."""
-        registered = {e.backend_pid for e in self.timeline.events
-                      if isinstance(e, ForeignEvent) and e.f == "register"}
+        registered = {
+            e.backend_pid
+            for e in self.timeline.events
+            if isinstance(e, ForeignEvent) and e.f == "register"
+        }
         return frozenset(registered) | self.config.foreign_pids
 
     def service_count(self, sample: Sample) -> int:
@@ -145,7 +150,8 @@ class Run:
         foreign (a forged lease carries the prefix but is nobody's connection)."""
         p, foreign = self.config.own_app_prefix, self.foreign_pids
         return sum(
-            1 for r in sample.rows
+            1
+            for r in sample.rows
             if (r.application_name or "").startswith(p) and r.pid not in foreign
         )
 

@@ -1,13 +1,13 @@
 """Errors of the harness (not of the lease client, which has its own).
 
-    HarnessError
-    ├── SetupError          the run could not be set up (exit status 2)
-    │   ├── PostgresBinariesNotFound
-    │   └── ProxyServerUnavailable
-    ├── ToxiproxyApiError   a Toxiproxy server refused a request (status and message)
-    │   ├── ToxiproxyNotFound   404: no such proxy or toxic
-    │   └── ToxiproxyConflict   409: that proxy or toxic already exists
-    └── UsageError          bad input from the user (exit status 2)
+HarnessError
+├── SetupError          the run could not be set up (exit status 2)
+│   ├── PostgresBinariesNotFound
+│   └── ProxyServerUnavailable
+├── ToxiproxyApiError   a Toxiproxy server refused a request (status and message)
+│   ├── ToxiproxyNotFound   404: no such proxy or toxic
+│   └── ToxiproxyConflict   409: that proxy or toxic already exists
+└── UsageError          bad input from the user (exit status 2)
 """
 
 

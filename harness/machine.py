@@ -49,8 +49,14 @@ class FleetMachine(RuleBasedStateMachine):
         verdicts: list[Verdict] = [check_p1(run), check_p3(run), check_p5(run)]
         if not all(v.ok for v in verdicts):
             raise PropertyViolation(
-                Judged(tuple(self.live.steps), self.bug, verdicts, run,
-                       self.live.history_path, self.live.ctx.notes)
+                Judged(
+                    tuple(self.live.steps),
+                    self.bug,
+                    verdicts,
+                    run,
+                    self.live.history_path,
+                    self.live.ctx.notes,
+                )
             )
 
     def teardown(self) -> None:

@@ -16,7 +16,5 @@ pytestmark = pytest.mark.slow
 
 def test_correct_client_survives_generated_fault_sequences(chaos: ChaosEnv) -> None:
     machine = apply_ci_seed(machine_for(chaos))
-    run_state_machine_as_test(
-        machine, settings=settings(settings.default, stateful_step_count=5)
-    )
+    run_state_machine_as_test(machine, settings=settings(settings.default, stateful_step_count=5))
     assert_no_leftover_processes()
