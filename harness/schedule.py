@@ -39,11 +39,18 @@ from psycopg.conninfo import make_conninfo
 from harness.checks import Run, RunConfig, Verdict, check_all, render_verdict
 from harness.fleet import Fleet, FleetConfig
 from harness.fleet.pending import FleetAtCapacity, FleetError, Pending, WorkerUnavailable
-from harness.history import ErrorInfo, HistoryWriter, load_history
+from harness.history import (
+    BackendEvent,
+    ErrorInfo,
+    FaultEvent,
+    ForeignEvent,
+    HistoryWriter,
+    load_history,
+)
 from harness.infra.postgres import PostgresServer
 from harness.infra.toxiproxy import ToxiproxyServer
 from harness.lease import token
-from harness.observe import ActivitySampler
+from harness.observe import ActivitySampler, cross_check_kills, terminations_from_log
 from harness.zoo import CORRECT, Bug
 
 SERVICE = "thawproof"
@@ -657,17 +664,42 @@ class LiveRun:
         )
 
     def finish(self) -> Judged:
-        """Settle, then judge the whole run with the five properties."""
+        """Settle, then judge the whole run with the five properties, and cross-check
+        the reaper's ledger against the server log's terminations."""
         self.env._settle(self.ctx)
         final = self.ctx.fleet.final_state()
         self.release_foreign()
         run = Run(
             load_history(self.history_path), self.sampler.samples, final, self.env.run_config()
         )
+        self.ctx.notes.append(self._log_cross_check(run))
         self.judged = Judged(
             tuple(self.steps), self.bug, check_all(run), run, self.history_path, self.ctx.notes
         )
         return self.judged
+
+    def _log_cross_check(self, run: Run) -> str:
+        """Kills the ledger records vs terminations the server logged, for this run's
+        backends (the cluster is shared, its log holds other runs too)."""
+        ours = {e.backend_pid for e in run.events if isinstance(e, BackendEvent | ForeignEvent)}
+        ours |= {r.pid for s in run.samples for r in s.rows}
+        logged = [p for p in terminations_from_log(self.env.pg.read_log()) if p in ours]
+        external = [
+            int(e.value["backend_pid"])
+            for e in run.events
+            if isinstance(e, FaultEvent)
+            and e.f == "terminate_backend"
+            and e.value.get("backend_pid")
+        ]
+        check = cross_check_kills([k.pid for k in run.kills], logged, external)
+        if not self.env.pg.read_log():
+            return "server log not readable here: ledger not cross-checked"
+        if check.consistent:
+            return f"server log: {len(logged)} termination(s), all accounted for by the ledger"
+        return (
+            f"server log DISAGREES with the ledger: killed but never logged {check.ledger_only},"
+            f" logged but unaccounted {check.log_only}"
+        )
 
     def release_foreign(self) -> None:
         for f in self.ctx.foreign:
