@@ -30,7 +30,6 @@ import pwd
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -43,6 +42,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from harness.errors import PostgresBinariesNotFound, SetupError, UsageError
+from harness.infra.ports import free_port
 
 RestartMode = Literal["immediate", "fast", "smart"]
 
@@ -95,13 +95,6 @@ def find_pg_bin(env: Mapping[str, str] | None = None, debian_glob: str = DEBIAN_
         "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found: "
         "install Debian's 'postgresql' package (apt-get install -y postgresql) or set PG_BIN"
     )
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (the caller retries if it is taken)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def create_app_role(admin_dsn: str, password: str) -> None:
@@ -445,10 +438,9 @@ class LocalCluster(PostgresServer):
 
     def stop(self) -> None:
         """Stop the server (immediate) and remove its directory. Idempotent."""
-        root, self.root = self.root, None
+        root = self.root
         if root is None:
             return
-        self.root = root
         try:
             if self._running or (self.data_dir / "postmaster.pid").exists():
                 self._running = False

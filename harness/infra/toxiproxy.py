@@ -26,7 +26,6 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,6 +52,7 @@ from harness.errors import (
     ToxiproxyNotFound,
     UsageError,
 )
+from harness.infra.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ServerKind = Literal["external", "toxiproxy-server", "faultproxy"]
@@ -254,12 +254,6 @@ class Proxy:
 # -- the server --------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _choose(env: Mapping[str, str], kind: ServerKind | None) -> tuple[ServerKind, str]:
     """The kind of server to use and its URL or executable (``kind`` forces one)."""
     if kind == "faultproxy":
@@ -362,7 +356,7 @@ class ToxiproxyServer:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         for attempt in range(1, attempts + 1):
             log: IO[bytes] = self._stack.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
-            self.host, self.port = "127.0.0.1", _free_port()
+            self.host, self.port = "127.0.0.1", free_port()
             process = subprocess.Popen(
                 self._command(kind, target, self.port),
                 stdin=subprocess.DEVNULL,

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from harness.errors import ToxiproxyApiError, ToxiproxyConflict, ToxiproxyNotFound
+from harness.infra.ports import free_port
 from harness.infra.toxiproxy import Proxy, ToxiproxyServer
 
 WAIT = 10.0  # seconds: the most any single wait in these tests may take before failing
@@ -79,12 +80,6 @@ def api_error(answer: Answer) -> tuple[int, str]:
 
 def unique(prefix: str = "p") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class _Echo(socketserver.BaseRequestHandler):

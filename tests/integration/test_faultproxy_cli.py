@@ -16,14 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.infra.ports import free_port
+
 WAIT = 15.0
 COMMAND = [sys.executable, "-m", "harness.faultproxy"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
