@@ -147,6 +147,16 @@ class Ctx:
                 self.run("read")
         return self.pick(0)
 
+    def start_reads(self, limit: int) -> list[Pending]:
+        """Up to ``limit`` reads at once: idle workers first, then cold starts to the cap."""
+        started: list[Pending] = []
+        while len(started) < limit:
+            try:
+                started.append(self.fleet.start("read"))
+            except (FleetAtCapacity, WorkerUnavailable):
+                break
+        return started
+
     def run(self, f: str, *, worker: str | None = None, **args: Any) -> Any:
         result = self.fleet.invoke(f, worker=worker, **args)
         self.last_activity = time.time()
@@ -189,13 +199,7 @@ class Burst(Step):
         return f"{self.n} concurrent reads (cold starts up to the concurrency cap)"
 
     def apply(self, ctx: Ctx) -> None:
-        started: list[Pending] = []
-        for _ in range(self.n):
-            try:
-                started.append(ctx.fleet.start("read"))
-            except FleetAtCapacity:
-                break
-        for p in started:
+        for p in ctx.start_reads(self.n):
             p.wait()
         ctx.last_activity = time.time()
 
@@ -802,7 +806,10 @@ class ChaosEnv:
         until = time.monotonic() + t.bound + t.settle_extra
         pace = threading.Event()
         while time.monotonic() < until:
-            self._wave(ctx)
+            # a read on every worker that can take one, cold-starting up to the cap
+            for p in ctx.start_reads(self.cap):
+                with contextlib.suppress(FleetError):
+                    p.wait()
             pace.wait(t.wave_pace)
         for p in list(ctx.frozen_ops):
             _thaw_and_finish(ctx, p)
@@ -810,18 +817,6 @@ class ChaosEnv:
         for name in ctx.idle():
             with contextlib.suppress(WorkerUnavailable):
                 fleet.invoke("read", worker=name)
-
-    def _wave(self, ctx: Ctx) -> None:
-        """A read on every worker that can take one, cold-starting up to the cap."""
-        started: list[Pending] = []
-        while True:
-            try:
-                started.append(ctx.fleet.start("read"))
-            except (FleetAtCapacity, WorkerUnavailable):
-                break
-        for p in started:
-            with contextlib.suppress(FleetError):
-                p.wait()
 
     def _clear_server(self) -> None:
         """No backend of an earlier example survives into this one."""
