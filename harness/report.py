@@ -87,14 +87,6 @@ class RunDir:
         self.path = path
         self.scenario = scenario
 
-    @property
-    def history_path(self) -> Path:
-        return self.path / "history.jsonl"
-
-    @property
-    def activity_path(self) -> Path:
-        return self.path / "activity.jsonl"
-
     def finish(self, outcome: Outcome) -> Path:
         """Write the summary and its views; point ``reports/latest`` here."""
         events, samples = outcome.events, outcome.samples
