@@ -2,8 +2,10 @@
 
 Each module exposes ``run(progress: Callable[[str], None]) -> dict``: it
 measures its subjects side by side in one run and returns figures (ratios
-where it compares). Usage: ``python -m bench [name ...]`` (names without the
-``bench_`` prefix); no name runs them all.
+where it compares), with a ``headlines`` list (see :mod:`bench.goals`): one
+line per figure against its goal, printed after each module and all together
+at the end, so a missed goal is never silent. Usage: ``python -m bench [name ...]``
+(names without the ``bench_`` prefix); no name runs them all.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import bench
+from bench.goals import render
 
 REPORT = Path(__file__).resolve().parent.parent / "reports" / "bench.json"
 
@@ -44,6 +47,7 @@ def main(argv: list[str]) -> int:
             results = json.loads(REPORT.read_text())
         except ValueError:
             results = {}
+    headlines: list[str] = []
     for name in wanted:
         _progress(f"running {name}")
         module = importlib.import_module(f"bench.bench_{name}")
@@ -53,6 +57,15 @@ def main(argv: list[str]) -> int:
         REPORT.parent.mkdir(parents=True, exist_ok=True)
         REPORT.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
         print(json.dumps({name: figures}, indent=2, sort_keys=True))
+        lines = [render(h) for h in figures.get("headlines", [])]
+        if not lines:
+            lines = [f"NO HEADLINE {name}: this benchmark states no figure against a goal"]
+        for line in lines:
+            print(line, flush=True)
+        headlines += lines
+    print("== headlines (goals are for this 2-core machine; figures are side by side)")
+    for line in headlines:
+        print(line)
     print(f"wrote {REPORT}", file=sys.stderr)
     return 0
 
