@@ -46,6 +46,7 @@ bench: setup
 lint: setup
 	$(BIN)/ruff check harness scenarios tests bench
 	$(BIN)/ruff format --check harness scenarios tests bench
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy

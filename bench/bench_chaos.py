@@ -22,14 +22,16 @@ from typing import Any
 from hypothesis import given, seed, settings
 from hypothesis.stateful import run_state_machine_as_test
 
+from harness.chaos.env import ChaosEnv, judge
+from harness.chaos.judge import PropertyViolation
+from harness.chaos.machine import machine_for
+from harness.chaos.profiles import CI_SEED, load_profile
+from harness.chaos.steps import Step
+from harness.chaos.strategies import DETECTORS
+from harness.chaos.zoo import ZOO, Bug
 from harness.infra.postgres import LocalCluster
 from harness.infra.toxiproxy import ToxiproxyServer
-from harness.machine import machine_for
 from harness.observe import ActivitySampler
-from harness.profiles import CI_SEED, load_profile
-from harness.schedule import ChaosEnv, PropertyViolation, Step, judge
-from harness.strategies import DETECTORS
-from harness.zoo import ZOO, Bug
 
 MACHINE_EXAMPLES = 10
 

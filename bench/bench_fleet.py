@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.fleet import Fleet, FleetConfig, assert_no_leftover_processes
+from harness.history import OpF
 from harness.infra.postgres import LocalCluster
 from harness.infra.toxiproxy import ToxiproxyServer
 
@@ -57,7 +58,7 @@ def _timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - t0
 
 
-def _invoker(fleet: Fleet, f: str, args: dict[str, Any]) -> Callable[[], None]:
+def _invoker(fleet: Fleet, f: OpF, args: dict[str, Any]) -> Callable[[], None]:
     return lambda: _check(fleet.invoke(f, **args))
 
 
@@ -87,11 +88,12 @@ def run(progress: Callable[[str], None]) -> dict[str, Any]:
                 fleet.reclaim(fleet.worker_names()[0])
             out["cold_start"] = _stats(cold)
 
-        for name, parked, f, args in (
+        rounds: tuple[tuple[str, bool, OpF, dict[str, Any]], ...] = (
             ("noop_parked", True, "burst", {"n": 0}),
             ("noop_unparked", False, "burst", {"n": 0}),
             ("read_parked", True, "read", {}),
-        ):
+        )
+        for name, parked, f, args in rounds:
             progress(f"fleet: round trips ({name})")
             config = FleetConfig(
                 lease=LEASE, max_workers=1, freeze_idle=parked, run_id=f"bench-{name}"

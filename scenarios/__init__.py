@@ -3,7 +3,7 @@
 ``python -m scenarios list`` names them, ``python -m scenarios all`` runs them
 all (what ``make chaos`` does), ``python -m scenarios NAME [key=value ...]``
 runs one, and so does ``python -m scenarios.NAME``. A module is a scenario
-when it defines ``SCENARIO`` (a :class:`harness.scenario.Scenario`).
+when it defines ``SCENARIO`` (a :class:`harness.cli.Scenario`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from harness.scenario import Scenario
+from harness.cli import Scenario
 
 
 def discover() -> dict[str, Scenario]:

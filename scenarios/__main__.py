@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from harness.cli import main_for, run_scenario
 from harness.report import EXIT_UNJUDGED
-from harness.scenario import main_for, run_scenario
 from scenarios import discover
 
 USAGE = "usage: python -m scenarios (list | all | NAME [key=value ...])"

@@ -10,11 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from harness.chaos.env import ChaosEnv
+from harness.chaos.steps import Step
+from harness.chaos.zoo import BY_NAME, Bug
+from harness.cli import Context, Scenario
 from harness.errors import UsageError
-from harness.report import Outcome
-from harness.scenario import Context, Scenario
-from harness.schedule import ChaosEnv, Step
-from harness.zoo import BY_NAME, Bug
+from harness.report import ScenarioResult
 
 
 def _options(options: dict[str, str]) -> tuple[Bug | None, int]:
@@ -41,7 +42,7 @@ def _check_options(options: dict[str, str]) -> None:
 def fleet_scenario(name: str, description: str, schedule: Sequence[Step]) -> Scenario:
     """A scenario that runs ``schedule``, settles, and judges P1 to P5."""
 
-    def run(ctx: Context) -> Outcome:
+    def run(ctx: Context) -> ScenarioResult:
         bug, cap = _options(ctx.options)
         env = ChaosEnv(ctx.pg, ctx.proxies, cap=cap)
         client = bug.client_class if bug else "the correct client"
@@ -57,23 +58,19 @@ def fleet_scenario(name: str, description: str, schedule: Sequence[Step]) -> Sce
             )
             judged = live.finish()
         elapsed = time.monotonic() - t0
-        ops = [e for e in judged.run.events if getattr(e, "type", "") == "invoke"]
-        kills = [e for e in judged.run.ledger if e.result == "killed"]
-        return Outcome(
+        run = judged.run
+        return ScenarioResult(
             name,
             judged.verdicts,
             counts={
-                "operations": len(ops),
-                "reaper_kills": len(kills),
-                "samples": len(judged.run.samples),
+                "operations": len(run.timeline.ops),
+                "reaper_kills": len(run.kills),
+                "samples": len(run.samples),
                 "steps": len(schedule),
             },
             timings={"run_s": round(elapsed, 3), "convergence_bound_s": env.timings.bound},
             notes=judged.story(),
-            events=judged.run.events,
-            samples=judged.run.samples,
-            limit=cap,
-            service_prefix=env.run_config().own_app_prefix,
+            run=run,
         )
 
     return Scenario(name, description, run, check_options=_check_options)

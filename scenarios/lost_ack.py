@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import sys
 
-from harness.scenario import main_for
-from harness.schedule import AckLost, Invoke, SocketReset
+from harness.chaos.steps import AckLost, Invoke, SocketReset
+from harness.cli import main_for
 from scenarios._fleet import fleet_scenario
 
 SCENARIO = fleet_scenario(

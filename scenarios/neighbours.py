@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from harness.scenario import main_for
-from harness.schedule import (
+from harness.chaos.steps import (
     Burst,
     ClockSkew,
     ForeignBackend,
@@ -20,6 +19,7 @@ from harness.schedule import (
     QueryOutlivesLease,
     Reap,
 )
+from harness.cli import main_for
 from scenarios._fleet import fleet_scenario
 
 SCENARIO = fleet_scenario(

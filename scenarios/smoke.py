@@ -17,9 +17,10 @@ import time
 
 import psycopg
 
-from harness.checks import Verdict
-from harness.report import Outcome
-from harness.scenario import Context, Scenario, main_for
+from harness.check import Verdict
+from harness.cli import Context, Scenario, main_for
+from harness.report import ScenarioResult
+from harness.wait import poll
 
 CLIENTS = 3
 QUERIES = 50
@@ -28,23 +29,21 @@ SLEEP_S = 1.0
 
 def _wait_active(admin: psycopg.Connection[tuple[object, ...]], app: str, timeout: float) -> None:
     """Block until the backend named ``app`` runs a statement (the event we cut on)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        row = admin.execute(
+    poll(
+        lambda: admin.execute(
             "SELECT 1 FROM pg_stat_activity WHERE application_name = %s AND state = 'active'",
             (app,),
-        ).fetchone()
-        if row:
-            return
-        time.sleep(0.01)  # poll interval while waiting for the event, not a synchronisation
-    raise TimeoutError(f"{app} never started its query within {timeout} s")
+        ).fetchone(),
+        timeout=timeout,
+        what=f"{app} running its query on the server",
+    )
 
 
 def _first_line(e: BaseException) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
-def run(ctx: Context) -> Outcome:
+def run(ctx: Context) -> ScenarioResult:
     pg, progress = ctx.pg, ctx.progress
     proxies = [ctx.proxies.create_proxy(f"smoke-{i}", (pg.host, pg.port)) for i in range(CLIENTS)]
     conns = [
@@ -114,7 +113,7 @@ def run(ctx: Context) -> Outcome:
         Verdict(
             "S1",
             "socket reset reaches the client as a connection error",
-            cut_ok,
+            "ok" if cut_ok else "fail",
             f"client {victim} got {type(cut_error[0]).__name__}"
             if cut_error
             else ("the client hung" if hung else "the client saw no error"),
@@ -123,21 +122,21 @@ def run(ctx: Context) -> Outcome:
         Verdict(
             "S2",
             "other clients unaffected",
-            not others,
+            "fail" if others else "ok",
             "no error on the other clients" if not others else f"errors: {others}",
             evidence=[{"client": i, "errors": e} for i, e in others.items()],
         ),
         Verdict(
             "S3",
             "the cut client recovers on a fresh connection",
-            recovered,
+            "ok" if recovered else "fail",
             "SELECT 1 answered after reconnecting" if recovered else "no answer",
         ),
     ]
     p50 = {
         f"client_{i}_p50_ms": round(statistics.median(v) * 1000, 3) for i, v in latencies.items()
     }
-    return Outcome(
+    return ScenarioResult(
         "smoke",
         verdicts,
         counts={"clients": CLIENTS, "queries": CLIENTS * QUERIES + 2 * (CLIENTS - 1) + 1},

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import sys
 
-from harness.scenario import main_for
-from harness.schedule import Age, Burst, Invoke, Reclaim, ThawIntoTx
+from harness.chaos.steps import Age, Burst, Invoke, Reclaim, ThawIntoTx
+from harness.cli import main_for
 from scenarios._fleet import fleet_scenario
 
 SCENARIO = fleet_scenario(

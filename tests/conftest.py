@@ -7,9 +7,9 @@ from types import FrameType
 
 import pytest
 
-from harness.profiles import apply_ci_seed, load_profile
+from harness.chaos.profiles import apply_ci_seed, load_profile
 
-pytest_plugins = ["tests.fixtures.fix_pg", "tests.fixtures.fix_proxy"]
+pytest_plugins = ["tests.fixtures.fix_pg", "tests.fixtures.fix_proxy", "tests.fixtures.fix_chaos"]
 
 load_profile()
 

@@ -1,31 +1,29 @@
 """harness.fleet: Lambda-like worker processes, their proxies, and the faults done to them.
 
-Layering: ``spec`` (what a worker is told, the pipe protocol) and ``_classify``
-(ok/fail/info rules) are pure; ``_worker`` is the worker process; ``procs``
-(signals that wait for their effect, /proc), ``links`` (a worker's proxy),
-``schema`` (the workload tables) and ``pending`` sit beside it; ``_core``
-(``FleetCore``: processes, routing, reader threads, event log) builds on those,
-and ``fleet`` (``Fleet``: the faults) on the core.
+Layering inside: ``protocol`` (every message, typed) and ``classify`` (ok / fail /
+info rules) are pure; ``worker`` is the worker process; ``procs`` (signals that
+wait for their effect, /proc), ``links`` (a worker's proxy), ``sockets`` (holding
+a reclaimed worker's sockets), ``schema`` (the workload tables) and ``pending``
+(an op in flight) sit beside it; ``core`` (:class:`Fleet`: processes, routing,
+freezes, the message log) builds on those, and ``nemesis`` (the faults) only on
+``core``'s public methods.
 """
 
-from harness.fleet.fleet import Fleet, FleetConfig
-from harness.fleet.pending import (
-    FleetAtCapacity,
-    FleetError,
-    FleetTimeout,
-    OpResult,
-    Pending,
-    WorkerUnavailable,
-)
+from harness.errors import FleetAtCapacity, FleetError, FleetTimeout, WorkerUnavailable
+from harness.fleet.core import Diagnostic, Fleet, FleetConfig
+from harness.fleet.nemesis import Nemesis
+from harness.fleet.pending import OpResult, Pending
 from harness.fleet.procs import assert_no_leftover_processes, leftover_processes
-from harness.fleet.spec import WorkerSpec
+from harness.fleet.protocol import WorkerSpec
 
 __all__ = [
+    "Diagnostic",
     "Fleet",
     "FleetAtCapacity",
     "FleetConfig",
     "FleetError",
     "FleetTimeout",
+    "Nemesis",
     "OpResult",
     "Pending",
     "WorkerSpec",

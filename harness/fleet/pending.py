@@ -7,24 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import HarnessError
-from harness.history import ErrorInfo
-
-
-class FleetError(HarnessError):
-    """Base of the fleet's own errors."""
-
-
-class FleetTimeout(FleetError):
-    """Something the fleet waited for did not happen before its deadline."""
-
-
-class FleetAtCapacity(FleetError):
-    """No idle worker, and the concurrency cap forbids a cold start."""
-
-
-class WorkerUnavailable(FleetError):
-    """The named worker cannot take this request (busy, dead or unknown)."""
+from harness.errors import FleetTimeout
+from harness.history import CompletionType, ErrorInfo, OpF
 
 
 @dataclass(frozen=True)
@@ -33,9 +17,8 @@ class OpResult:
 
     op: str
     worker: str
-    f: str
-    type: str
-    """``ok``, ``fail`` or ``info``."""
+    f: OpF
+    type: CompletionType
     value: Mapping[str, Any]
     result: Any = None
     """What the workload returned (``ok`` only), e.g. ``{"counter": 7}``."""
@@ -54,11 +37,11 @@ class Pending:
 
     op: str
     worker: str
-    f: str
+    f: OpF
     value: Mapping[str, Any]
     default_timeout: float
     since: int = 0
-    """The fleet's event-log position when the op was sent (for ``Fleet.wait_for``)."""
+    """The fleet's message-log position when the op was sent (for ``Fleet.wait_for``)."""
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _result: OpResult | None = field(default=None, repr=False)
     _callbacks: list[Callable[[OpResult], None]] = field(default_factory=list, repr=False)
@@ -90,7 +73,8 @@ class Pending:
             result = self._result
         fn(result)
 
-    def _resolve(self, result: OpResult) -> None:
+    def resolve(self, result: OpResult) -> None:
+        """Set the result (once; later calls are ignored) and run the callbacks."""
         with self._lock:
             if self._result is not None:
                 return

@@ -16,10 +16,10 @@ import contextlib
 import os
 import signal
 import threading
-import time
 from collections.abc import Iterable
 
-from harness.errors import HarnessError
+from harness.errors import SignalTimeout
+from harness.wait import poll
 
 STOPPED_STATES = frozenset({"T", "t"})
 GONE_STATES = frozenset({"Z", "X"})
@@ -27,10 +27,6 @@ GONE_STATES = frozenset({"Z", "X"})
 _live_lock = threading.Lock()
 _live_workers: dict[int, str] = {}
 """Worker os pids started by any fleet of this process and not yet reaped, with a label."""
-
-
-class SignalTimeout(HarnessError):
-    """A process did not reach the state a signal should have put it in, in time."""
 
 
 def register_worker(pid: int, label: str) -> None:
@@ -93,18 +89,22 @@ def alive(pid: int) -> bool:
 def wait_state(pid: int, want: Iterable[str], timeout: float, *, what: str) -> str:
     """Wait until ``pid`` is in one of the states ``want`` (None stands for gone)."""
     wanted = set(want)
-    deadline = time.monotonic() + timeout
-    delay = 0.0005
-    while True:
+
+    def reached() -> str | None:
         state = proc_state(pid)
         if state in wanted or (state is None and "gone" in wanted):
             return state or "gone"
-        if time.monotonic() >= deadline:
-            raise SignalTimeout(
-                f"{what}: pid {pid} is in state {state!r}, not {sorted(wanted)}, after {timeout}s"
-            )
-        time.sleep(delay)
-        delay = min(delay * 2, 0.01)
+        return None
+
+    return poll(
+        reached,
+        timeout=timeout,
+        what=f"{what}: pid {pid} in state {sorted(wanted)}",
+        interval=0.0005,
+        max_interval=0.01,
+        error=SignalTimeout,
+        describe=lambda: proc_state(pid),
+    )
 
 
 def stop(pid: int, timeout: float) -> None:
@@ -119,13 +119,15 @@ def cont(pid: int, timeout: float) -> None:
         os.kill(pid, signal.SIGCONT)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + timeout
-    delay = 0.0005
-    while (state := proc_state(pid)) in STOPPED_STATES:
-        if time.monotonic() >= deadline:
-            raise SignalTimeout(f"SIGCONT: pid {pid} still in state {state!r} after {timeout}s")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.01)
+    poll(
+        lambda: None if proc_state(pid) in STOPPED_STATES else True,
+        timeout=timeout,
+        what=f"SIGCONT: pid {pid} no longer stopped",
+        interval=0.0005,
+        max_interval=0.01,
+        error=SignalTimeout,
+        describe=lambda: proc_state(pid),
+    )
 
 
 def kill(pid: int) -> None:

@@ -77,3 +77,21 @@ def final_state(dsn: str) -> FinalState:
         counter=int(row[0]) if row else 0,
         ledger_rows=int(total[0]) if total else 0,
     )
+
+
+class Workload:
+    """The workload's tables of one fleet (a direct connection, as the app role)."""
+
+    def __init__(self, dsn: str, *, slots: int, dedup_table: str) -> None:
+        self.dsn, self.slots, self.dedup_table = dsn, slots, dedup_table
+
+    def setup(self) -> None:
+        setup(self.dsn, slots=self.slots, dedup_table=self.dedup_table)
+
+    def reset(self) -> None:
+        """Empty the ledger and the dedup table, zero the counter and the ``hot`` rows."""
+        reset(self.dsn, slots=self.slots, dedup_table=self.dedup_table)
+
+    def final_state(self) -> FinalState:
+        """Ledger rows per op_id, the counter and the ledger's row total (one snapshot)."""
+        return final_state(self.dsn)

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
 
+from harness.chaos.env import ChaosEnv
+from harness.chaos.machine import machine_for
+from harness.chaos.profiles import apply_ci_seed
 from harness.fleet.procs import assert_no_leftover_processes
-from harness.machine import machine_for
-from harness.profiles import apply_ci_seed
-from harness.schedule import ChaosEnv
 
 pytestmark = pytest.mark.slow
 

@@ -1,106 +1,59 @@
 """The bug zoo: the property suite must catch every broken client, and pass the correct one.
 
-For each of the nine entries of ``harness.zoo``: Hypothesis searches that bug's
-schedules (``harness.strategies.DETECTORS``) against the broken client on real
-PostgreSQL, a real proxy and real worker processes, shrinks the failure, and
-the test asserts that the property the bug breaks is among the failures. The
-shrunk schedule, and a few more of the same schedules, must then pass on the
-correct client: a harness that flags everything would be as useless as one
-that flags nothing.
+For each of the nine entries of ``harness.chaos.zoo``: Hypothesis searches that
+bug's schedules (``harness.chaos.strategies.DETECTORS``) against the broken
+client on real PostgreSQL, a real proxy and real worker processes, shrinks the
+failure, and the test asserts that the property the bug breaks is among the
+failures. The shrunk schedule, and a few more of the same schedules, must then
+pass on the correct client: a harness that flags everything would be as
+useless as one that flags nothing.
 
-Each suite is its own module-level function so the example database keeps a
-separate key per bug (``make replay`` replays them).
+Each bug's search is its own Hypothesis test with its own example-database key
+(``bug-zoo:<name>``), so ``make replay`` replays each bug's saved failure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
 
-from harness.profiles import apply_ci_seed
-from harness.schedule import ChaosEnv, PropertyViolation, Step, judge
-from harness.strategies import DETECTORS
-from harness.zoo import BY_NAME, ZOO, Bug
+from harness.chaos.env import ChaosEnv, judge
+from harness.chaos.judge import PropertyViolation
+from harness.chaos.profiles import apply_ci_seed
+from harness.chaos.steps import Step
+from harness.chaos.strategies import DETECTORS
+from harness.chaos.zoo import ZOO, Bug
 
 pytestmark = pytest.mark.slow
 
-_ENV: list[ChaosEnv] = []
+BUGS = pytest.mark.parametrize("bug", ZOO, ids=lambda b: f"{b.number}-{b.name}")
 
 
-@pytest.fixture(autouse=True)
-def _env(chaos: ChaosEnv) -> Iterator[None]:
-    _ENV.append(chaos)
-    yield
-    _ENV.clear()
+def search(env: ChaosEnv, bug: Bug | None, detector: str) -> Callable[[], None]:
+    """A Hypothesis test over ``detector``'s schedules, judging ``bug``'s client (None:
+    the correct one), keyed in the example database by detector and client."""
+
+    @given(DETECTORS[detector]())
+    def suite(schedule: list[Step]) -> None:
+        judge(env, schedule, bug)
+
+    # What Hypothesis's pytest plugin does for a parametrized test: a distinct
+    # database key per case (the function's source is the same for every bug).
+    key = f"bug-zoo:{detector}:{bug.name if bug else 'correct'}".encode()
+    suite.hypothesis.inner_test._hypothesis_internal_add_digest = key  # type: ignore[attr-defined]
+    return apply_ci_seed(suite)
 
 
-def _judge_broken(name: str, schedule: list[Step]) -> None:
-    judge(_ENV[0], schedule, BY_NAME[name])
+def test_every_bug_has_a_detector() -> None:
+    assert {b.name for b in ZOO} == set(DETECTORS)
 
 
-@given(DETECTORS["no_idle_filter"]())
-def suite_no_idle_filter(schedule: list[Step]) -> None:
-    _judge_broken("no_idle_filter", schedule)
-
-
-@given(DETECTORS["ignores_expiry"]())
-def suite_ignores_expiry(schedule: list[Step]) -> None:
-    _judge_broken("ignores_expiry", schedule)
-
-
-@given(DETECTORS["skips_signature"]())
-def suite_skips_signature(schedule: list[Step]) -> None:
-    _judge_broken("skips_signature", schedule)
-
-
-@given(DETECTORS["no_recheck"]())
-def suite_no_recheck(schedule: list[Step]) -> None:
-    _judge_broken("no_recheck", schedule)
-
-
-@given(DETECTORS["no_fencing"]())
-def suite_no_fencing(schedule: list[Step]) -> None:
-    _judge_broken("no_fencing", schedule)
-
-
-@given(DETECTORS["reruns_writes"]())
-def suite_reruns_writes(schedule: list[Step]) -> None:
-    _judge_broken("reruns_writes", schedule)
-
-
-@given(DETECTORS["escaping_socket_error"]())
-def suite_escaping_socket_error(schedule: list[Step]) -> None:
-    _judge_broken("escaping_socket_error", schedule)
-
-
-@given(DETECTORS["reaper_disabled"]())
-def suite_reaper_disabled(schedule: list[Step]) -> None:
-    _judge_broken("reaper_disabled", schedule)
-
-
-@given(DETECTORS["session_lock"]())
-def suite_session_lock(schedule: list[Step]) -> None:
-    _judge_broken("session_lock", schedule)
-
-
-SUITES: dict[str, Callable[[], None]] = {
-    name: apply_ci_seed(fn)
-    for name, fn in globals().items()
-    if name.startswith("suite_") and callable(fn)
-}
-SUITES = {name.removeprefix("suite_"): fn for name, fn in SUITES.items()}
-
-
-def test_every_bug_has_a_suite() -> None:
-    assert set(SUITES) == {b.name for b in ZOO} == set(DETECTORS)
-
-
-@pytest.mark.parametrize("bug", ZOO, ids=lambda b: f"{b.number}-{b.name}")
+@BUGS
 def test_property_suite_catches(bug: Bug, chaos: ChaosEnv) -> None:
     with pytest.raises(PropertyViolation) as caught:
-        SUITES[bug.name]()
+        search(chaos, bug, bug.name)()
     judged = caught.value.judged
     assert bug.expected in judged.failed, (
         f"{bug.name} should break {bug.expected}; it broke {judged.failed}\n{judged.narrative()}"
@@ -112,11 +65,6 @@ def test_property_suite_catches(bug: Bug, chaos: ChaosEnv) -> None:
     )
 
 
-@pytest.mark.parametrize("bug", ZOO, ids=lambda b: f"{b.number}-{b.name}")
+@BUGS
 def test_correct_client_passes_the_same_schedules(bug: Bug, chaos: ChaosEnv) -> None:
-    @settings(max_examples=2)
-    @given(DETECTORS[bug.name]())
-    def correct(schedule: list[Step]) -> None:
-        judge(chaos, schedule, None)
-
-    apply_ci_seed(correct)()
+    settings(max_examples=2)(search(chaos, None, bug.name))()

@@ -30,7 +30,7 @@ from harness.history import (
     OpEvent,
     WorkerEvent,
     load_history,
-    validate_history,
+    validate,
 )
 from harness.infra.postgres import PostgresServer
 from harness.infra.toxiproxy import ToxiproxyServer
@@ -111,11 +111,11 @@ def test_frozen_worker_keeps_its_backend_on_the_server(
     fleet = make_fleet()
     r = fleet.invoke("read")
     assert r.ok and r.worker == "w1"
-    pid = fleet.os_pid("w1")
-    backend = fleet.backend_pid("w1")
+    pid = fleet.worker("w1").os_pid
+    backend = fleet.worker("w1").backend_pid
     assert backend is not None and r.backend_pid == backend
     # Parked after its invocation: SIGSTOPped, and its backend is still there, idle.
-    assert fleet.is_frozen("w1") and stopped(pid)
+    assert fleet.worker("w1").frozen and stopped(pid)
     row = activity(pg, backend)
     assert row is not None and row[0] == "idle"
     assert row[1] is not None and row[1].startswith("s=ft-")
@@ -126,13 +126,13 @@ def test_blackholed_reclaimed_worker_leaves_a_zombie(
 ) -> None:
     fleet = make_fleet(max_workers=2)
     p1 = fleet.start("long_tx")  # hold w1 so the read cold-starts w2
-    fleet.wait_paused("w1", "tx", after=p1.since)
+    fleet.log.wait_paused("w1", "tx", after=p1.since)
     fleet.invoke("read")
     fleet.resume("w1")
     assert p1.wait().ok
-    zombie, control = fleet.backend_pid("w1"), fleet.backend_pid("w2")
+    zombie, control = fleet.worker("w1").backend_pid, fleet.worker("w2").backend_pid
     assert zombie is not None and control is not None
-    os_pids = fleet.os_pid("w1"), fleet.os_pid("w2")
+    os_pids = fleet.worker("w1").os_pid, fleet.worker("w2").os_pid
 
     fleet.reclaim("w1", blackhole=True)
     fleet.reclaim("w2")
@@ -143,7 +143,7 @@ def test_blackholed_reclaimed_worker_leaves_a_zombie(
     assert activity(pg, zombie) == ("idle", activity(pg, zombie)[1])  # type: ignore[index]
     # Healing the network does not resurrect a reclaimed sandbox: its zombie stays
     # (for a reaper to end) until the fleet's teardown lets go of it.
-    fleet.heal()
+    fleet.nemesis.heal()
     assert fleet.invoke("read").ok  # a fresh worker, over a healed network
     assert activity(pg, zombie) is not None
     faults = [e.f for e in load_history(fleet.history.path) if isinstance(e, FaultEvent)]
@@ -155,21 +155,21 @@ def test_blackholed_reclaimed_worker_leaves_a_zombie(
 def test_thawed_worker_next_invocation_succeeds(make_fleet: MakeFleet) -> None:
     fleet = make_fleet()
     assert fleet.invoke("read").ok
-    first = fleet.backend_pid("w1")
+    first = fleet.worker("w1").backend_pid
     # An explicit freeze with the link blackholed, then a thaw (which removes the
     # blackhole and so closes the old connection): the client must reconnect.
     fleet.freeze("w1", blackhole=True)
     fleet.thaw("w1")
     r = fleet.invoke("write")
     assert r.ok and r.worker == "w1", r
-    assert fleet.backend_pid("w1") not in (None, first)
+    assert fleet.worker("w1").backend_pid not in (None, first)
     # Past its lease (the worker's clock jumps ahead): fencing replaces the connection.
-    second = fleet.backend_pid("w1")
+    second = fleet.worker("w1").backend_pid
     fleet.clock_skew("w1", 10.0)
     r = fleet.invoke("read")
     assert r.ok and r.worker == "w1", r
-    assert fleet.backend_pid("w1") != second
-    state = fleet.final_state()
+    assert fleet.worker("w1").backend_pid != second
+    state = fleet.data.final_state()
     assert state.ledger_counts == {r_op: 1 for r_op in state.ledger_counts}
     assert state.counter == state.ledger_rows == 1
 
@@ -183,10 +183,10 @@ def test_routing_reuses_warm_workers_and_cold_starts_up_to_the_cap(
     fleet = make_fleet(max_workers=2)
     assert [fleet.invoke("read").worker for _ in range(3)] == ["w1", "w1", "w1"]
     p1 = fleet.start("long_tx")
-    fleet.wait_paused("w1", "tx", after=p1.since)
+    fleet.log.wait_paused("w1", "tx", after=p1.since)
     p2 = fleet.start("long_tx")  # w1 is busy: a cold start
     assert p2.worker == "w2"
-    fleet.wait_paused("w2", "tx", after=p2.since)
+    fleet.log.wait_paused("w2", "tx", after=p2.since)
     with pytest.raises(FleetAtCapacity):
         fleet.start("read")
     fleet.resume("w1")
@@ -205,9 +205,9 @@ def test_freeze_mid_query_stops_the_worker_while_the_server_runs_it(
     make_fleet: MakeFleet, pg: PostgresServer
 ) -> None:
     fleet = make_fleet()
-    p = fleet.freeze_mid_query(seconds=0.5)
-    assert stopped(fleet.os_pid(p.worker)) and not p.done()
-    backend = fleet.backend_pid(p.worker)
+    p = fleet.nemesis.freeze_mid_query(seconds=0.5)
+    assert stopped(fleet.worker(p.worker).os_pid) and not p.done()
+    backend = fleet.worker(p.worker).backend_pid
     assert backend is not None
     assert activity(pg, backend) is not None
     fleet.thaw(p.worker)
@@ -218,9 +218,9 @@ def test_freeze_mid_tx_holds_the_transaction_open_until_thawed(
     make_fleet: MakeFleet, pg: PostgresServer
 ) -> None:
     fleet = make_fleet()
-    p = fleet.freeze_mid_tx()
-    assert stopped(fleet.os_pid(p.worker))
-    backend = fleet.backend_pid(p.worker)
+    p = fleet.nemesis.freeze_mid_tx()
+    assert stopped(fleet.worker(p.worker).os_pid)
+    backend = fleet.worker(p.worker).backend_pid
     assert backend is not None
     row = activity(pg, backend)
     assert row is not None and row[0] == "idle in transaction"
@@ -232,9 +232,9 @@ def test_freeze_mid_tx_holds_the_transaction_open_until_thawed(
 
 def test_freeze_mid_reap_holds_the_leader_lock(make_fleet: MakeFleet, pg: PostgresServer) -> None:
     fleet = make_fleet()
-    p = fleet.freeze_mid_reap(pause_at="locked")
-    assert stopped(fleet.os_pid(p.worker))
-    backend = fleet.backend_pid(p.worker)
+    p = fleet.nemesis.freeze_mid_reap(pause_at="locked")
+    assert stopped(fleet.worker(p.worker).os_pid)
+    backend = fleet.worker(p.worker).backend_pid
     with psycopg.connect(pg.admin_dsn, autocommit=True) as conn:
         locks = conn.execute(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = %s AND granted",
@@ -254,9 +254,9 @@ def test_ack_lost_write_is_info_or_fail_and_leaves_at_most_one_row(
 ) -> None:
     fleet = make_fleet()
     assert fleet.invoke("read").ok  # warm: connected, lease fresh
-    r = fleet.ack_lost(f="write", timeout_ms=300)
+    r = fleet.nemesis.ack_lost(f="write", timeout_ms=300)
     assert r.type in ("info", "fail"), r
-    state = fleet.final_state()
+    state = fleet.data.final_state()
     rows = state.ledger_counts.get(r.op, 0)
     assert rows <= 1 and (r.type == "info" or rows == 0)
     assert state.counter == state.ledger_rows
@@ -271,7 +271,7 @@ def test_socket_reset_mid_read_ends_the_op_and_the_worker_recovers(
 ) -> None:
     fleet = make_fleet()
     p = fleet.start("slow_read", seconds=0.3)
-    fleet.socket_reset(p, mode=mode)  # type: ignore[arg-type]
+    fleet.nemesis.socket_reset(p, mode=mode)  # type: ignore[arg-type]
     r = p.wait()
     assert r.type in ("ok", "fail"), r  # a read is idempotent: never info
     assert fleet.invoke("read").ok
@@ -284,7 +284,7 @@ def test_terminate_backend_and_the_worker_reconnects(
 ) -> None:
     fleet = make_fleet()
     assert fleet.invoke("read").ok
-    victim = fleet.terminate_backend("w1")
+    victim = fleet.nemesis.terminate_backend("w1")
     assert victim is not None
     wait_until(lambda: activity(pg, victim) is None, "the terminated backend to end")
     r = fleet.invoke("read")
@@ -309,13 +309,13 @@ def test_history_has_the_expected_events(make_fleet: MakeFleet) -> None:
     fleet = make_fleet()
     w = fleet.invoke("write", amount=5)
     fleet.invoke("burst", n=3)
-    p = fleet.freeze_mid_query(seconds=0.2)
+    p = fleet.nemesis.freeze_mid_query(seconds=0.2)
     fleet.thaw("w1")
     assert p.wait().ok
     fleet.reclaim("w1")
     fleet.close()
     events = load_history(fleet.history.path)
-    assert validate_history(events) == []
+    assert validate(events) == []
     kinds = [(type(e).__name__, getattr(e, "f", None)) for e in events]
     assert kinds[0] == ("WorkerEvent", "spawn")
     ops = [e for e in events if isinstance(e, OpEvent)]
@@ -346,11 +346,11 @@ def test_interrupted_run_tears_down_frozen_and_paused_workers(
     before = toxiproxy.proxy_names()
     pids: list[int] = []
     with pytest.raises(KeyboardInterrupt), Fleet(pg, toxiproxy, tmp_path / "h.jsonl", config) as f:
-        f.freeze_mid_tx()
-        f.freeze_mid_query(seconds=30.0)
+        f.nemesis.freeze_mid_tx()
+        f.nemesis.freeze_mid_query(seconds=30.0)
         p = f.start("long_tx")
-        f.wait_paused(p.worker, "tx", after=p.since)  # paused, not frozen
-        pids = [f.os_pid(w) for w in f.worker_names()]
+        f.log.wait_paused(p.worker, "tx", after=p.since)  # paused, not frozen
+        pids = [f.worker(w).os_pid for w in f.worker_names()]
         assert len(pids) == 3
         raise KeyboardInterrupt
     assert not any(alive(pid) for pid in pids)

@@ -7,14 +7,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from harness.errors import UsageError
+from harness.history import load_samples
 from harness.infra.postgres import LocalCluster, PostgresServer
 from harness.observe import (
     ActivitySampler,
     cross_check_kills,
-    load_samples,
     terminations_from_log,
-    write_activity_csv,
 )
+from harness.report.activity_csv import write_activity_csv
 
 
 def _has_app(name: str):  # type: ignore[no-untyped-def]
@@ -62,5 +63,5 @@ def test_sampler_rides_out_a_restart_and_log_names_terminations() -> None:
 
 
 def test_sampler_refuses_slower_than_ten_hz(pg: PostgresServer) -> None:
-    with pytest.raises(ValueError, match="at least 10 Hz"):
+    with pytest.raises(UsageError, match="at least 10 Hz"):
         ActivitySampler(pg.admin_dsn, pg.app_db, interval=0.5)

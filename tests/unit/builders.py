@@ -17,11 +17,16 @@ from harness.history import (
     ErrorInfo,
     Event,
     FaultEvent,
+    FaultF,
     FinalState,
     ForeignEvent,
+    ForeignF,
+    ForeignKind,
     OpEvent,
+    OpF,
     OpType,
     ReapEvent,
+    ReapResult,
     Sample,
     WorkerEvent,
 )
@@ -61,7 +66,7 @@ class H:
         self,
         worker: str,
         t: float,
-        f: str = "read",
+        f: OpF = "read",
         *,
         op: str | None = None,
         lease_valid: bool = True,
@@ -134,7 +139,7 @@ class H:
     def info(self, op: str, t: float, **kw: Any) -> H:
         return self.complete(op, t, "info", **kw)
 
-    def fault(self, f: str, t: float, worker: str | None = None, **value: Any) -> H:
+    def fault(self, f: FaultF, t: float, worker: str | None = None, **value: Any) -> H:
         self.events.append(FaultEvent(f, worker, value, t, wall(t)))
         return self
 
@@ -157,7 +162,7 @@ class H:
         t: float,
         *,
         reaper: str = "reaper",
-        result: str = "killed",
+        result: ReapResult = "killed",
         app: str | None = None,
         until: float = 0.0,
         state: str | None = "idle",
@@ -168,7 +173,9 @@ class H:
         self.events.append(ReapEvent(reaper, pid, result, app, state, sc, None, t, wall(t)))
         return self
 
-    def foreign(self, pid: int, t: float, kind: str = "other_app", f: str = "register") -> H:
+    def foreign(
+        self, pid: int, t: float, kind: ForeignKind = "other_app", f: ForeignF = "register"
+    ) -> H:
         self.events.append(ForeignEvent(pid, kind, t, wall(t), f=f))
         return self
 

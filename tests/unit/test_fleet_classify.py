@@ -5,7 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from harness.fleet._classify import classify, definite_sqlstate, error_info, sqlstate_in_chain
+from harness.fleet.classify import classify, definite_sqlstate, error_info, sqlstate_in_chain
+from harness.history import ErrorInfo, to_json
 from harness.lease.errors import (
     ConnectFailed,
     ConnectionDead,
@@ -61,8 +62,9 @@ def test_error_info_takes_the_sqlstate_from_the_cause() -> None:
     exc = _chained(OutcomeUnknown("lost"), _with_state("57P01"))
     assert sqlstate_in_chain(exc) == "57P01"
     info = error_info(exc)
-    assert info == {"sqlstate": "57P01", "class": "OutcomeUnknown", "message": "lost"}
-    assert error_info(ValueError("x" * 2000))["message"] == "x" * 500
+    assert info == ErrorInfo(sqlstate="57P01", cls="OutcomeUnknown", message="lost")
+    assert to_json(info) == {"sqlstate": "57P01", "class": "OutcomeUnknown", "message": "lost"}
+    assert error_info(ValueError("x" * 2000)).message == "x" * 500
 
 
 def test_definite_sqlstates() -> None:

@@ -12,21 +12,23 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harness.errors import HistoryFormatError
 from harness.history import (
     ActivityRow,
     ErrorInfo,
     Event,
+    FaultF,
     FinalState,
-    HistoryFormatError,
     HistoryWriter,
     OpEvent,
     ProcessTable,
     Sample,
-    dumps_event,
+    dumps,
     event_from_json,
-    event_to_json,
+    from_json,
     load_history,
-    validate_history,
+    to_json,
+    validate,
 )
 from tests.unit.builders import H
 
@@ -107,7 +109,7 @@ def test_every_kind_of_event_round_trips(tmp_path: Path) -> None:
         written = every_kind(w)
     assert load_history(path) == written
     for ev in written:
-        assert event_from_json(json.loads(dumps_event(ev))) == ev
+        assert event_from_json(json.loads(dumps(ev))) == ev
 
 
 def test_json_shape_matches_the_data_model(tmp_path: Path) -> None:
@@ -121,7 +123,7 @@ def test_json_shape_matches_the_data_model(tmp_path: Path) -> None:
             backend_pid=5,
         )
         done = w.complete(inv, "fail", error=ErrorInfo("53300", "TooManyConnections", "sorry"))
-    j_inv, j_done = event_to_json(inv), event_to_json(done)
+    j_inv, j_done = to_json(inv), to_json(done)
     assert j_inv["lease_valid"] is False and "error" not in j_inv
     assert j_done["error"] == {
         "sqlstate": "53300",
@@ -150,7 +152,7 @@ def test_info_moves_the_worker_to_a_new_process(tmp_path: Path) -> None:
         w.complete(c, "fail")
         d = w.invoke(op="d", worker="w1", f="read", value={}, lease_valid=True)
     assert a.process == b.process != c.process == d.process
-    assert validate_history(load_history(tmp_path / "h.jsonl")) == []
+    assert validate(load_history(tmp_path / "h.jsonl")) == []
 
 
 def test_process_table_never_reuses_ids_and_retires_only_the_current() -> None:
@@ -251,18 +253,18 @@ def test_samples_and_final_state_round_trip() -> None:
         2.5,
         (ActivityRow(7, "s=o;i=a;e=1;g=b", "idle", 2.0, 1.0, None, "app", "client backend"),),
     )
-    assert Sample.from_json(json.loads(json.dumps(s.to_json()))) == s
+    assert from_json(Sample, json.loads(json.dumps(to_json(s)))) == s
     f = FinalState({"a": 1, "b": 0}, 1, 1)
-    assert FinalState.from_json(f.to_json()) == f
+    assert from_json(FinalState, to_json(f)) == f
     with pytest.raises(HistoryFormatError):
-        FinalState.from_json({"ledger_counts": {"a": "1"}, "counter": 1, "ledger_rows": 1})
+        from_json(FinalState, {"ledger_counts": {"a": "1"}, "counter": 1, "ledger_rows": 1})
 
 
 # ---------------------------------------------------------------------- validation
 
 
 def kinds(h: H) -> list[str]:
-    return [p.kind for p in validate_history(h.events)]
+    return [p.kind for p in validate(h.events)]
 
 
 def test_a_well_formed_history_has_no_problems() -> None:
@@ -288,7 +290,7 @@ def test_two_completions() -> None:
     a = h.invoke("w1", 1.0)
     h.ok(a, 1.1)
     h.fail(a, 1.2)
-    problems = validate_history(h.events)
+    problems = validate(h.events)
     assert [p.kind for p in problems] == ["double_completion"]
     assert problems[0].op == a and problems[0].indexes == (1, 2)
 
@@ -346,7 +348,7 @@ STEP = st.tuples(
     ),
 )
 def test_random_valid_histories_round_trip_and_validate(
-    tmp_path_factory: pytest.TempPathFactory, steps: list[Any], faults: list[str]
+    tmp_path_factory: pytest.TempPathFactory, steps: list[Any], faults: list[FaultF]
 ) -> None:
     path = tmp_path_factory.mktemp("h") / "history.jsonl"
     written: list[Event] = []
@@ -372,4 +374,4 @@ def test_random_valid_histories_round_trip_and_validate(
             written.append(w.fault(f, worker="w1", value={"n": 1}))
     loaded = load_history(path, allow_torn_tail=False)
     assert loaded == written
-    assert validate_history(loaded) == []
+    assert validate(loaded) == []

@@ -11,7 +11,8 @@ from hypothesis.database import (
     ReadOnlyDatabase,
 )
 
-from harness.profiles import EXAMPLES_DIR, example_database, register_profiles
+from harness.chaos.profiles import EXAMPLES_DIR, example_database, register_profiles
+from harness.errors import UsageError
 
 
 def test_local_database_is_the_repository_directory() -> None:
@@ -31,7 +32,7 @@ def test_nightly_artifact_is_read_only_beside_the_local_one() -> None:
 
 
 def test_bad_repository_name_is_refused() -> None:
-    with pytest.raises(ValueError, match="owner/repo"):
+    with pytest.raises(UsageError, match="owner/repo"):
         example_database({"THAWPROOF_GITHUB_REPO": "thawproof"})
 
 

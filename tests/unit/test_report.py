@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from harness.checks import Run, check_all
-from harness.report import EXIT_FAILED, EXIT_OK, EXIT_UNJUDGED, Outcome, RunDir
+from harness.check import Run, check_all
+from harness.report import EXIT_FAILED, EXIT_OK, EXIT_UNJUDGED, RunDir, ScenarioResult
 from tests.unit.builders import H, final, lease, row, sample
 from tests.unit.test_checks import config
 
@@ -20,21 +20,15 @@ def _run_with_duplicate(duplicate: bool) -> Run:
     h.ok(op, 1.1)
     h.fault("freeze", 1.2, "w1")
     h.reap(102, 2.0, until=1.0)
+    h.spawn("w2", 5.5)
+    h.ok(h.invoke("w2", 6.0), 6.1)  # an invocation after P2's deadline: P2 is judged
     samples = [sample(t / 10, row(101, lease("w1", 50))) for t in range(30)]
     return Run(h.events, samples, final({"op-1": 2 if duplicate else 1}), config())
 
 
 def test_passing_run_writes_every_file_and_points_latest(tmp_path: Path) -> None:
     run = _run_with_duplicate(False)
-    outcome = Outcome(
-        "demo",
-        check_all(run),
-        counts={"ops": 1},
-        events=run.events,
-        samples=run.samples,
-        limit=3,
-        service_prefix="s=orders;",
-    )
+    outcome = ScenarioResult("demo", check_all(run), counts={"ops": 1}, run=run)
     d = RunDir("demo", root=tmp_path)
     d.finish(outcome)
     for name in ("summary.json", "junit.xml", "report.html", "activity.csv", "timeline.png"):
@@ -48,7 +42,7 @@ def test_passing_run_writes_every_file_and_points_latest(tmp_path: Path) -> None
 
 def test_failing_property_shows_in_junit_html_and_exit_code(tmp_path: Path) -> None:
     run = _run_with_duplicate(True)
-    outcome = Outcome("demo", check_all(run), events=run.events, samples=run.samples)
+    outcome = ScenarioResult("demo", check_all(run), run=run)
     assert outcome.exit_code == EXIT_FAILED
     d = RunDir("demo", root=tmp_path)
     d.finish(outcome)
@@ -61,12 +55,30 @@ def test_failing_property_shows_in_junit_html_and_exit_code(tmp_path: Path) -> N
 
 def test_unjudged_run_exits_2_and_latest_moves(tmp_path: Path) -> None:
     first = RunDir("demo", root=tmp_path)
-    first.finish(Outcome("demo", unjudged="no proxy"))
+    first.finish(ScenarioResult("demo", unjudged="no proxy"))
     second = RunDir("demo", root=tmp_path)
-    outcome = Outcome("demo", unjudged="no proxy")
+    outcome = ScenarioResult("demo", unjudged="no proxy")
     second.finish(outcome)
     assert outcome.exit_code == EXIT_UNJUDGED
     assert first.path != second.path
     assert (tmp_path / "latest").resolve() == second.path.resolve()
     suite = ET.parse(second.path / "junit.xml").getroot()
     assert suite.get("errors") == "1"
+
+
+def test_a_history_that_fails_validation_is_unjudged_and_exits_2(tmp_path: Path) -> None:
+    h = H()
+    a = h.invoke("w1", 1.0)
+    h.ok(a, 1.1)
+    h.fail(a, 1.2)  # completed twice: the history cannot be trusted
+    run = Run(h.events, [], final(), config())
+    verdicts = check_all(run)
+    assert [v.status for v in verdicts] == ["unknown"] * 5
+    assert "fails validation" in verdicts[0].summary and "double_completion" in verdicts[0].summary
+    outcome = ScenarioResult("demo", verdicts, run=run)
+    assert outcome.result == "unjudged" and outcome.exit_code == EXIT_UNJUDGED
+    d = RunDir("demo", root=tmp_path)
+    d.finish(outcome)
+    suite = ET.parse(d.path / "junit.xml").getroot()
+    assert suite.get("errors") == "5" and suite.get("failures") == "0"
+    assert "NOT JUDGED" in (d.path / "report.html").read_text()

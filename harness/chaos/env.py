@@ -1,0 +1,249 @@
+"""The chaos environment: schedules run end to end on real components, and judged.
+
+:class:`ChaosEnv` holds the shared real servers (PostgreSQL, a Toxiproxy
+server); :meth:`ChaosEnv.begin` gives one example a fresh fleet (one proxy per
+worker), its history, the ``pg_stat_activity`` sampler and an
+:class:`~harness.chaos.interpreter.Interpreter`, all released on every exit
+path. :meth:`LiveRun.finish` runs the **settle** phase (faults healed,
+invocations still arriving for the convergence bound, then every frozen
+worker thawed and invoked once), reads the final database state, and judges
+the five properties over the recorded run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import psycopg
+
+from harness.chaos.interpreter import Interpreter
+from harness.chaos.judge import Judged, raise_unless_ok
+from harness.chaos.steps import Step
+from harness.chaos.timings import SECRET, SERVICE, Timings
+from harness.chaos.zoo import CORRECT, Bug
+from harness.check import Run, RunConfig, check_all
+from harness.errors import FleetError, FleetTimeout, WorkerUnavailable
+from harness.fleet import Fleet, FleetConfig
+from harness.history import BackendEvent, FaultEvent, ForeignEvent, HistoryWriter, load_history
+from harness.infra.postgres import PostgresServer
+from harness.infra.toxiproxy import ToxiproxyServer
+from harness.lease import token
+from harness.observe import ActivitySampler, cross_check_kills, terminations_from_log
+from harness.wait import poll
+
+SAMPLE_INTERVAL = 0.05
+"""The sampler's interval in every chaos run (20 Hz; the promise is at least 10)."""
+
+
+class LiveRun:
+    """One example in progress: apply steps, look at the run so far, then finish."""
+
+    def __init__(
+        self,
+        env: ChaosEnv,
+        interpreter: Interpreter,
+        sampler: ActivitySampler,
+        history_path: Path,
+        bug: Bug | None,
+    ) -> None:
+        self.env, self.interpreter, self.sampler = env, interpreter, sampler
+        self.history_path, self.bug = history_path, bug
+        self.steps: list[Step] = []
+        self.judged: Judged | None = None
+
+    @property
+    def notes(self) -> list[str]:
+        return self.interpreter.notes
+
+    def apply(self, step: Step) -> None:
+        self.steps.append(step)
+        self.interpreter.apply(step)
+
+    def snapshot(self) -> Run:
+        """The run so far (history, samples, database now), for invariants."""
+        return Run(
+            load_history(self.history_path),
+            self.sampler.samples,
+            self.interpreter.fleet.data.final_state(),
+            self.env.run_config(),
+        )
+
+    def finish(self) -> Judged:
+        """Settle, then judge the whole run with the five properties, and cross-check
+        the reaper's ledger against the server log's terminations."""
+        self.env.settle(self.interpreter)
+        final = self.interpreter.fleet.data.final_state()
+        self.interpreter.release_foreign()
+        run = Run(
+            load_history(self.history_path), self.sampler.samples, final, self.env.run_config()
+        )
+        self.notes.append(self._log_cross_check(run))
+        self.judged = Judged(
+            tuple(self.steps), self.bug, check_all(run), run, self.history_path, self.notes
+        )
+        return self.judged
+
+    def _log_cross_check(self, run: Run) -> str:
+        """Kills the ledger records vs terminations the server logged, for this run's
+        backends (the cluster is shared, its log holds other runs too)."""
+        log_text = self.env.pg.read_log()
+        if not log_text:
+            return "server log not readable here: ledger not cross-checked"
+        ours = {e.backend_pid for e in run.events if isinstance(e, BackendEvent | ForeignEvent)}
+        ours |= {r.pid for s in run.samples for r in s.rows}
+        logged = [p for p in terminations_from_log(log_text) if p in ours]
+        external = [
+            int(e.value["backend_pid"])
+            for e in run.events
+            if isinstance(e, FaultEvent)
+            and e.f == "terminate_backend"
+            and e.value.get("backend_pid")
+        ]
+        check = cross_check_kills([k.pid for k in run.kills], logged, external)
+        if check.consistent:
+            return f"server log: {len(logged)} termination(s), all accounted for by the ledger"
+        return (
+            f"server log DISAGREES with the ledger: killed but never logged {check.ledger_only},"
+            f" logged but unaccounted {check.log_only}"
+        )
+
+
+class ChaosEnv:
+    """Shared real servers; runs schedules against fresh fleets on them."""
+
+    def __init__(
+        self,
+        pg: PostgresServer,
+        proxies: ToxiproxyServer,
+        *,
+        timings: Timings | None = None,
+        cap: int = 3,
+        keep: Path | None = None,
+    ) -> None:
+        self.pg = pg
+        self.proxies = proxies
+        self.timings = timings or Timings()
+        self.cap = cap
+        self.keep = keep
+        """Where to keep run directories (None: a temp dir, removed when the run passes)."""
+        self._runs = 0
+
+    def run_config(self) -> RunConfig:
+        t = self.timings
+        return RunConfig(
+            service=token.service_tag(SERVICE),
+            connection_limit=self.cap,
+            lease_ttl=t.lease_ttl,
+            min_idle=t.min_idle,
+            max_cooldown=t.max_cooldown,
+            grace=t.reaper_grace,
+            slack=t.slack,
+            retry_budget_s=t.retry_budget,
+            verify=lambda app: token.verify(app, SERVICE, SECRET) is not None,
+            sample_interval=SAMPLE_INTERVAL,
+        )
+
+    def run(self, schedule: Sequence[Step], bug: Bug | None = None) -> Judged:
+        """Run ``schedule`` on a fresh fleet with ``bug``'s client (None: the correct one)."""
+        with self.begin(bug) as live:
+            for step in schedule:
+                live.apply(step)
+            return live.finish()
+
+    @contextlib.contextmanager
+    def begin(self, bug: Bug | None = None, run_dir: Path | None = None) -> Iterator[LiveRun]:
+        """A fresh fleet, history and sampler, released on every exit path.
+
+        ``run_dir``: where ``history.jsonl`` and ``activity.jsonl`` go (kept); by
+        default a new directory under ``keep`` or the temp dir, removed if the run
+        passes and nothing asked to keep it."""
+        self._runs += 1
+        given = run_dir is not None
+        if run_dir is None:
+            base = self.keep or Path(tempfile.gettempdir())
+            base.mkdir(parents=True, exist_ok=True)
+            run_dir = Path(tempfile.mkdtemp(prefix=f"chaos-{self._runs:03d}-", dir=base))
+        lease = {**self.timings.lease_kwargs(), **(dict(bug.lease_overrides) if bug else {})}
+        config = FleetConfig(
+            lease=lease,
+            max_workers=self.cap,
+            client_class=bug.client_class if bug else CORRECT,
+            op_timeout=20.0,
+        )
+        self._clear_server()
+        history_path = run_dir / "history.jsonl"
+        passed = False
+        with (
+            HistoryWriter(history_path) as history,
+            ActivitySampler(
+                self.pg.admin_dsn,
+                self.pg.app_db,
+                interval=SAMPLE_INTERVAL,
+                path=run_dir / "activity.jsonl",
+            ) as sampler,
+            Fleet(self.pg, self.proxies, history, config) as fleet,
+        ):
+            fleet.data.reset()
+            interpreter = Interpreter(fleet, history, self.pg, self.timings, self.cap)
+            live = LiveRun(self, interpreter, sampler, history_path, bug)
+            try:
+                yield live
+                passed = live.judged is not None and live.judged.ok
+            finally:
+                interpreter.release_foreign()
+        if passed and self.keep is None and not given:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+    def settle(self, it: Interpreter) -> None:
+        """Heal; keep invocations arriving past the convergence bound; thaw and invoke all."""
+        fleet, t = it.fleet, self.timings
+        fleet.nemesis.heal()
+        until = time.monotonic() + t.bound + t.settle_extra
+        pace = threading.Event()
+        while time.monotonic() < until:
+            # a read on every worker that can take one, cold-starting up to the cap
+            for p in it.start_reads(self.cap):
+                with contextlib.suppress(FleetError):
+                    p.wait()
+            pace.wait(t.wave_pace)
+        for p in list(it.frozen_ops):
+            it.thaw_and_finish(p)
+        it.frozen_ops.clear()
+        for name in it.idle():
+            with contextlib.suppress(WorkerUnavailable):
+                fleet.invoke("read", worker=name)
+
+    def _clear_server(self) -> None:
+        """No backend of an earlier example survives into this one."""
+        others = (
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+        )
+        with psycopg.connect(self.pg.admin_dsn, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                (self.pg.app_db,),
+            )
+
+            def gone() -> bool | None:
+                row = conn.execute(others, (self.pg.app_db,)).fetchone()
+                return True if row == (0,) else None
+
+            poll(
+                gone,
+                timeout=10,
+                what="the backends of an earlier example to end",
+                error=FleetTimeout,
+            )
+
+
+def judge(env: ChaosEnv, schedule: Sequence[Step], bug: Bug | None = None) -> Judged:
+    """Run, and raise :class:`~harness.chaos.judge.PropertyViolation` if a property
+    failed (:class:`~harness.chaos.judge.Unjudged` if one could not be judged)."""
+    return raise_unless_ok(env.run(schedule, bug))

@@ -1,0 +1,421 @@
+"""The interpreter: applies schedule steps (pure data) to a live fleet.
+
+Jepsen's generator is data and its client and nemesis act: here
+:mod:`harness.chaos.steps` is the data and :class:`Interpreter` acts, one
+handler per step type. The interpreter also holds what one example's steps
+leave behind for later steps: ops frozen in the middle, foreign backends it
+opened, when invocations last happened, and notes for the story.
+
+Synchronisation is by events (a query started, an op paused, a backend seen
+active); the only waits on the clock are the ones the properties are about:
+letting leases expire (``Age``, ``Linger``) and, in the races, letting a
+lease run out under a query that is still running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from harness.chaos.steps import (
+    AckLost,
+    Age,
+    Burst,
+    ClockSkew,
+    ForeignBackend,
+    FreezeMid,
+    Invoke,
+    Linger,
+    NetworkFault,
+    PeerRace,
+    PgRestart,
+    QueryOutlivesLease,
+    Reap,
+    Reclaim,
+    SocketReset,
+    Step,
+    TerminateBackend,
+    Thaw,
+    ThawIntoTx,
+)
+from harness.chaos.timings import OTHER_SECRET, SECRET, SERVICE, Timings
+from harness.errors import (
+    FleetAtCapacity,
+    FleetError,
+    PauseNotReached,
+    UsageError,
+    WorkerUnavailable,
+)
+from harness.fleet import Fleet, Pending
+from harness.history import ErrorInfo, ForeignKind, HistoryWriter
+from harness.infra.postgres import PostgresServer
+from harness.lease import token
+
+S = TypeVar("S", bound=Step)
+Handler = Callable[["Interpreter", Any], None]
+_HANDLERS: dict[type[Step], Handler] = {}
+
+
+def handles(kind: type[S]) -> Callable[[Callable[[Interpreter, S], None]], Handler]:
+    """Register the handler of one step type."""
+
+    def register(fn: Callable[[Interpreter, S], None]) -> Handler:
+        _HANDLERS[kind] = fn
+        return fn
+
+    return register
+
+
+@dataclass
+class Foreign:
+    """A backend the interpreter opened that is not the service's own."""
+
+    kind: ForeignKind
+    conn: psycopg.Connection[Any]
+    pid: int
+
+
+@dataclass
+class Interpreter:
+    """A running example: the fleet, the history, and what the steps left behind."""
+
+    fleet: Fleet
+    history: HistoryWriter
+    pg: PostgresServer
+    timings: Timings
+    cap: int
+    frozen_ops: list[Pending] = field(default_factory=list)
+    foreign: list[Foreign] = field(default_factory=list)
+    last_activity: float = field(default_factory=time.time)
+    notes: list[str] = field(default_factory=list)
+
+    def apply(self, step: Step) -> None:
+        handler = _HANDLERS.get(type(step))
+        if handler is None:
+            raise UsageError(f"no interpreter for step {type(step).__name__}")
+        handler(self, step)
+
+    # -- what handlers share
+
+    def idle(self) -> list[str]:
+        return self.fleet.idle_workers()
+
+    def pick(self, index: int) -> str | None:
+        """The ``index``-th idle worker (modulo), or None when none is idle."""
+        idle = self.idle()
+        return idle[index % len(idle)] if idle else None
+
+    def an_idle_worker(self) -> str | None:
+        """An idle worker, cold-starting one with a read when none is idle and there
+        is room; None when every worker is busy at the cap."""
+        if not self.idle():
+            with contextlib.suppress(FleetAtCapacity):
+                self.run("read")
+        return self.pick(0)
+
+    def start_reads(self, limit: int) -> list[Pending]:
+        """Up to ``limit`` reads at once: idle workers first, then cold starts to the cap."""
+        started: list[Pending] = []
+        while len(started) < limit:
+            try:
+                started.append(self.fleet.start("read"))
+            except (FleetAtCapacity, WorkerUnavailable):
+                break
+        return started
+
+    def run(self, f: Any, *, worker: str | None = None, **args: Any) -> Any:
+        result = self.fleet.invoke(f, worker=worker, **args)
+        self.touch()
+        return result
+
+    def touch(self) -> None:
+        """Invocations just happened: leases were renewed now."""
+        self.last_activity = time.time()
+
+    def thaw_and_finish(self, p: Pending) -> None:
+        with contextlib.suppress(WorkerUnavailable):
+            if self.fleet.worker(p.worker).frozen:
+                self.fleet.thaw(p.worker, resume=True)
+        p.wait()
+        self.touch()
+
+    def release_foreign(self) -> None:
+        for f in self.foreign:
+            f.conn.close()
+            self.history.foreign(backend_pid=f.pid, kind=f.kind, f="release")
+        self.foreign.clear()
+
+
+def wait_until_wall(until: float) -> None:
+    """Let wall-clock time reach ``until``: leases expire by the clock, nothing else."""
+    event = threading.Event()
+    while (remaining := until - time.time()) > 0:
+        event.wait(remaining)
+
+
+# -- ordinary life -------------------------------------------------------------------------
+
+
+@handles(Invoke)
+def _invoke(it: Interpreter, step: Invoke) -> None:
+    args: dict[str, Any] = {"n": 5} if step.f == "burst" else {}
+    if step.f in ("write", "write_once"):
+        args["amount"] = 1
+    with contextlib.suppress(FleetAtCapacity):
+        it.run(step.f, **args)
+
+
+@handles(Burst)
+def _burst(it: Interpreter, step: Burst) -> None:
+    for p in it.start_reads(step.n):
+        p.wait()
+    it.touch()
+
+
+@handles(Age)
+def _age(it: Interpreter, step: Age) -> None:
+    t = it.timings
+    wait_until_wall(it.last_activity + t.lease_ttl + t.reaper_grace + t.min_idle + 0.05)
+
+
+@handles(Linger)
+def _linger(it: Interpreter, step: Linger) -> None:
+    wait_until_wall(time.time() + it.timings.min_idle + 0.05)
+
+
+@handles(Reclaim)
+def _reclaim(it: Interpreter, step: Reclaim) -> None:
+    name = it.pick(step.worker)
+    if name is not None:
+        it.fleet.reclaim(name, blackhole=step.blackhole)
+
+
+@handles(Reap)
+def _reap(it: Interpreter, step: Reap) -> None:
+    name = it.pick(step.worker)
+    if name is None:
+        with contextlib.suppress(FleetAtCapacity):
+            it.run("reap")
+    else:
+        it.run("reap", worker=name)
+
+
+# -- freezes in the middle of something ----------------------------------------------------
+
+
+@handles(FreezeMid)
+def _freeze_mid(it: Interpreter, step: FreezeMid) -> None:
+    nemesis = it.fleet.nemesis
+    try:
+        if step.what == "query":
+            p = nemesis.freeze_mid_query(seconds=it.timings.lease_ttl / 2)
+        elif step.what == "tx":
+            p = nemesis.freeze_mid_tx()
+        else:
+            p = nemesis.freeze_mid_reap(pause_at="locked")
+    except FleetAtCapacity:
+        it.notes.append(f"freeze mid-{step.what} skipped: no worker free")
+        return
+    except PauseNotReached as exc:
+        it.notes.append(f"freeze mid-{step.what} skipped: {exc}")
+        return
+    it.frozen_ops.append(p)
+
+
+@handles(Thaw)
+def _thaw(it: Interpreter, step: Thaw) -> None:
+    if it.frozen_ops:
+        it.thaw_and_finish(it.frozen_ops.pop(step.index % len(it.frozen_ops)))
+
+
+# -- the network and the server ------------------------------------------------------------
+
+
+@handles(AckLost)
+def _ack_lost(it: Interpreter, step: AckLost) -> None:
+    # On a warm worker whose lease was just renewed, so the toxic loses the answer
+    # to the write itself, not to a connect or a heartbeat before it.
+    name = it.an_idle_worker()
+    if name is None:
+        it.notes.append("ack_lost skipped: no worker free")
+        return
+    it.run("read", worker=name)
+    it.fleet.nemesis.ack_lost(f=step.f, worker=name)
+    it.touch()
+
+
+@handles(SocketReset)
+def _socket_reset(it: Interpreter, step: SocketReset) -> None:
+    try:
+        p = it.fleet.start("slow_read", seconds=0.3)
+    except FleetAtCapacity:
+        return
+    it.fleet.nemesis.socket_reset(p, mode=step.mode)
+    p.wait()
+    it.touch()
+
+
+@handles(PgRestart)
+def _pg_restart(it: Interpreter, step: PgRestart) -> None:
+    it.fleet.nemesis.pg_restart()
+
+
+@handles(TerminateBackend)
+def _terminate(it: Interpreter, step: TerminateBackend) -> None:
+    name = it.pick(step.worker)
+    if name is not None:
+        it.fleet.nemesis.terminate_backend(name)
+
+
+@handles(NetworkFault)
+def _network(it: Interpreter, step: NetworkFault) -> None:
+    name = it.pick(step.worker)
+    if name is None:
+        return
+    nemesis = it.fleet.nemesis
+    if step.fault == "latency":
+        nemesis.latency(name, 50)
+    elif step.fault == "bandwidth":
+        nemesis.bandwidth(name, 64)
+    else:
+        nemesis.proxy_down(name)
+
+
+@handles(ClockSkew)
+def _clock_skew(it: Interpreter, step: ClockSkew) -> None:
+    name = it.pick(step.worker)
+    if name is not None:
+        it.fleet.clock_skew(name, step.fraction * it.timings.reaper_grace)
+
+
+@handles(ForeignBackend)
+def _foreign(it: Interpreter, step: ForeignBackend) -> None:
+    expired_ms = int((time.time() - 3600) * 1000)
+    tag = token.service_tag(SERVICE)
+    if step.who == "other_app":
+        app, dsn = "psql", it.pg.app_dsn
+    elif step.who == "forged":
+        app, dsn = f"s={tag};i=F0rGeD00;e={expired_ms};g=AAAAAAAAAAA", it.pg.app_dsn
+    elif step.who == "other_secret":
+        app, dsn = token.encode(SERVICE, "0ther5ec", expired_ms, OTHER_SECRET), it.pg.app_dsn
+    else:
+        app = token.encode(SERVICE, "5uperU5r", expired_ms, SECRET)
+        dsn = make_conninfo(it.pg.admin_dsn, dbname=it.pg.app_db)
+    conn = psycopg.connect(dsn, autocommit=True, application_name=app)
+    pid = conn.info.backend_pid
+    it.history.foreign(backend_pid=pid, kind=step.who)
+    it.foreign.append(Foreign(step.who, conn, pid))
+
+
+# -- races made deterministic --------------------------------------------------------------
+
+
+@handles(QueryOutlivesLease)
+def _outlive(it: Interpreter, step: QueryOutlivesLease) -> None:
+    t, fleet = it.timings, it.fleet
+    seconds = 2 * t.lease_ttl + t.reaper_grace + t.min_idle + 0.5
+    try:
+        slow = fleet.start("slow_read", seconds=seconds)
+    except FleetAtCapacity:
+        return
+    started = fleet.log.wait_query_started(slow.worker, after=slow.since)
+    if started.backend_pid is None:
+        raise FleetError("the slow read's query started without a backend")
+    fleet.nemesis.wait_backend_active(started.backend_pid, "pg_sleep")
+    lease_expiry = started.lease_expiry or time.time() + t.lease_ttl
+    wait_until_wall(max(lease_expiry, time.time()) + t.reaper_grace + t.min_idle + 0.05)
+    with contextlib.suppress(FleetAtCapacity):
+        fleet.start("reap").wait()
+    slow.wait()
+    it.touch()
+
+
+@handles(PeerRace)
+def _peer_race(it: Interpreter, step: PeerRace) -> None:
+    t, fleet = it.timings, it.fleet
+    expiry = time.time() + 0.05
+    app = token.encode(SERVICE, "N0dePeer", int(expiry * 1000), SECRET)
+    peer = psycopg.connect(it.pg.app_dsn, autocommit=True, application_name=app)
+    pid = peer.info.backend_pid
+    it.history.backend(worker="peer", backend_pid=pid, application_name=app, lease_expiry=expiry)
+    try:
+        wait_until_wall(expiry + t.reaper_grace + t.min_idle + 0.05)
+        try:
+            reap = fleet.start("reap", pause_at="scanned")
+        except FleetAtCapacity:
+            return
+        if fleet.log.wait_paused(reap.worker, "scanned", after=reap.since, op=reap.op) is None:
+            it.notes.append(f"peer race skipped: the reap ended {reap.wait().type} before its scan")
+            return
+        query = _PeerQuery(it, peer, pid, seconds=0.5)
+        query.start()
+        fleet.nemesis.wait_backend_active(pid, "pg_sleep")
+        fleet.resume(reap.worker)
+        reap.wait()
+        query.join()
+    finally:
+        peer.close()
+        it.history.foreign(backend_pid=pid, kind="peer", f="release")
+    it.touch()
+
+
+@handles(ThawIntoTx)
+def _thaw_into_tx(it: Interpreter, step: ThawIntoTx) -> None:
+    t, fleet = it.timings, it.fleet
+    name = it.pick(step.worker)
+    if name is None:
+        return
+    _age(it, Age())
+    tx = fleet.start("long_tx", worker=name)
+    if fleet.log.wait_paused(tx.worker, "tx", after=tx.since, op=tx.op) is None:
+        it.notes.append(f"thaw_into_tx: the transaction ended {tx.wait().type} before it began")
+        it.touch()
+        return
+    wait_until_wall(time.time() + t.min_idle + 0.05)
+    try:
+        fleet.start("reap").wait()
+    except FleetAtCapacity:
+        it.notes.append("thaw_into_tx: no other worker to reap")
+    finally:
+        fleet.resume(tx.worker)
+        tx.wait()
+    it.touch()
+
+
+class _PeerQuery(threading.Thread):
+    """The Node peer's query, recorded in the history as worker ``peer``."""
+
+    def __init__(
+        self, it: Interpreter, conn: psycopg.Connection[Any], pid: int, seconds: float
+    ) -> None:
+        super().__init__(name="peer-query", daemon=True)
+        self.it, self.conn, self.pid, self.seconds = it, conn, pid, seconds
+
+    def run(self) -> None:
+        h = self.it.history
+        inv = h.invoke(
+            op=f"peer-{self.pid}",
+            worker="peer",
+            f="slow_read",
+            value={"seconds": self.seconds},
+            lease_valid=False,
+            backend_pid=self.pid,
+        )
+        try:
+            self.conn.execute("SELECT pg_sleep(%s)", (self.seconds,))
+        except psycopg.Error as e:
+            h.complete(
+                inv,
+                "fail",
+                backend_pid=self.pid,
+                error=ErrorInfo(getattr(e, "sqlstate", None), type(e).__name__, str(e)),
+            )
+        else:
+            h.complete(inv, "ok", backend_pid=self.pid)

@@ -1,0 +1,222 @@
+"""Fault schedules as pure data: what happens to a fleet, in words.
+
+A schedule is a short tuple of :class:`Step` values. Each step is a frozen
+dataclass (so Hypothesis can generate and shrink it) that says what it does in
+a sentence (:meth:`Step.describe`); :mod:`harness.chaos.interpreter` applies it
+to a live fleet. Importing this module imports neither psycopg nor the fleet,
+and starts nothing (an import-linter contract keeps it so).
+
+Steps refer to workers by index into the fleet's idle workers, so a schedule
+stays meaningful when shrinking removes steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+InvokeF = Literal["write", "write_once", "read", "burst"]
+ForeignWho = Literal["other_app", "forged", "other_secret", "superuser"]
+
+
+class Step:
+    """One thing that happens to the fleet."""
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+# -- ordinary life -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Invoke(Step):
+    f: InvokeF
+
+    def describe(self) -> str:
+        return f"invoke {self.f} (routed like Lambda: a warm worker, else a cold start)"
+
+
+@dataclass(frozen=True)
+class Burst(Step):
+    n: int
+
+    def describe(self) -> str:
+        return f"{self.n} concurrent reads (cold starts up to the concurrency cap)"
+
+
+@dataclass(frozen=True)
+class Age(Step):
+    def describe(self) -> str:
+        return (
+            "let time pass until every idle worker's lease has expired"
+            " (past the grace) and its backend has idled past min_idle"
+        )
+
+
+@dataclass(frozen=True)
+class Linger(Step):
+    def describe(self) -> str:
+        return "let idle backends idle past min_idle (their leases still valid)"
+
+
+@dataclass(frozen=True)
+class Reclaim(Step):
+    worker: int
+    blackhole: bool = True
+
+    def describe(self) -> str:
+        how = (
+            "its link blackholed first, so its backend stays as a zombie"
+            if self.blackhole
+            else "its socket closed by the kernel"
+        )
+        return f"reclaim idle worker #{self.worker} (SIGKILL while frozen; {how})"
+
+
+@dataclass(frozen=True)
+class Reap(Step):
+    worker: int
+
+    def describe(self) -> str:
+        return f"idle worker #{self.worker} runs a reaper pass"
+
+
+# -- freezes in the middle of something ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FreezeMid(Step):
+    what: Literal["query", "tx", "reap"]
+
+    def describe(self) -> str:
+        return {
+            "query": "a slow read, its worker frozen while the server runs it",
+            "tx": "a long transaction, its worker frozen inside it (row lock held)",
+            "reap": "a reaper pass, its worker frozen holding the leader lock",
+        }[self.what]
+
+
+@dataclass(frozen=True)
+class Thaw(Step):
+    index: int
+
+    def describe(self) -> str:
+        return f"thaw frozen-in-the-middle worker #{self.index}; it finishes what it was doing"
+
+
+# -- the network and the server ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AckLost(Step):
+    f: Literal["write", "write_once"]
+
+    def describe(self) -> str:
+        return f"{self.f} whose answer is lost (the server commits, the reply never arrives)"
+
+
+@dataclass(frozen=True)
+class SocketReset(Step):
+    mode: Literal["reset_peer", "disable"]
+
+    def describe(self) -> str:
+        how = (
+            "a TCP reset when the answer comes back"
+            if self.mode == "reset_peer"
+            else "its proxy closed while the server is silent"
+        )
+        return f"a slow read whose socket is cut mid-query ({how})"
+
+
+@dataclass(frozen=True)
+class PgRestart(Step):
+    def describe(self) -> str:
+        return "PostgreSQL restarts (immediate: every backend dies)"
+
+
+@dataclass(frozen=True)
+class TerminateBackend(Step):
+    worker: int
+
+    def describe(self) -> str:
+        return f"an operator terminates idle worker #{self.worker}'s backend"
+
+
+@dataclass(frozen=True)
+class NetworkFault(Step):
+    worker: int
+    fault: Literal["latency", "proxy_down", "bandwidth"]
+
+    def describe(self) -> str:
+        what = {
+            "latency": "50 ms of latency on",
+            "proxy_down": "the proxy goes down for",
+            "bandwidth": "bandwidth limited to 64 KB/s for",
+        }[self.fault]
+        return f"{what} idle worker #{self.worker}'s link (until the faults heal)"
+
+
+@dataclass(frozen=True)
+class ClockSkew(Step):
+    worker: int
+    fraction: float
+    """Of the reaper grace, in [-0.5, 0.5]: skew the correct client tolerates."""
+
+    def describe(self) -> str:
+        return f"idle worker #{self.worker}'s clock skewed by {self.fraction:+.2f} x the grace"
+
+
+@dataclass(frozen=True)
+class ForeignBackend(Step):
+    who: ForeignWho
+
+    def describe(self) -> str:
+        return {
+            "other_app": "another application connects (plain application_name)",
+            "forged": "a backend with a forged lease of this service (bad signature)",
+            "other_secret": "a backend with a lease of this service signed with another secret",
+            "superuser": "a superuser session carrying an expired lease of this service",
+        }[self.who]
+
+
+# -- races made deterministic --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueryOutlivesLease(Step):
+    """A query of unknown length outlives its lease while another worker reaps."""
+
+    def describe(self) -> str:
+        return (
+            "a read of unknown length runs past its lease; meanwhile another worker"
+            " runs a reaper pass"
+        )
+
+
+@dataclass(frozen=True)
+class PeerRace(Step):
+    """A pg-aequor peer of the service (same secret, no fencing) reuses its expired
+    connection between a reaper's scan and its kill."""
+
+    def describe(self) -> str:
+        return (
+            "a Node peer of this service leaves an expired idle connection; a reaper"
+            " scans it, then the peer starts a query on it before the kill"
+        )
+
+
+@dataclass(frozen=True)
+class ThawIntoTx(Step):
+    """A worker thawed after its lease expired opens a transaction and holds it."""
+
+    worker: int
+
+    def describe(self) -> str:
+        return (
+            f"idle worker #{self.worker} is thawed after its lease expired and holds a"
+            " transaction open past min_idle while another worker reaps"
+        )
+
+
+Schedule = tuple[Step, ...]

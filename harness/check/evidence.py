@@ -1,0 +1,21 @@
+"""Pieces of evidence several properties quote the same way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.history import ReapEvent
+
+
+def reap_json(r: ReapEvent) -> dict[str, Any]:
+    """A ledger entry as evidence: who killed whom, in which state, when."""
+    return {
+        "reaper": r.worker,
+        "pid": r.pid,
+        "result": r.result,
+        "application_name": r.application_name,
+        "state": r.state,
+        "state_change": r.state_change,
+        "time": r.time,
+        "wall": r.wall,
+    }

@@ -1,0 +1,137 @@
+"""P2 — zombie connections converge below the limit.
+
+Judged from the samples and the history, against the limit and the
+convergence bound of :class:`~harness.check.run.RunConfig`. See :func:`check_p2`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.check.run import ZOMBIE_FAULTS, Run, is_routine_freeze
+from harness.check.verdict import Verdict, verdict
+from harness.history import Sample, to_json
+
+P2_TITLE = "zombies converge"
+
+
+def _convergence(run: Run, anchor: float) -> float | None:
+    """Seconds from ``anchor`` to the first sample from which the count stays within the limit."""
+    after = [s for s in run.sorted_samples if s.time >= anchor]
+    if not after:
+        return None
+    limit = run.config.connection_limit
+    over = [i for i, s in enumerate(after) if run.service_count(s) > limit]
+    if not over:
+        return 0.0
+    if over[-1] == len(after) - 1:
+        return None
+    return after[over[-1] + 1].time - anchor
+
+
+def _p2_over_limit(run: Run, deadline: float) -> list[dict[str, Any]]:
+    """Stretches of consecutive samples from the deadline on with too many service backends."""
+    limit, out = run.config.connection_limit, []
+    stretch: list[tuple[Sample, int]] = []
+
+    def close() -> None:
+        if not stretch:
+            return
+        peak, n = max(stretch, key=lambda sn: sn[1])
+        out.append(
+            {
+                "clause": "P2-count",
+                "explain": f"{n} service backends (limit {limit}) from {run.at(stretch[0][0].time)}"
+                f" to {run.at(stretch[-1][0].time)}, after the deadline {run.at(deadline)}",
+                "from": stretch[0][0].time,
+                "to": stretch[-1][0].time,
+                "samples": len(stretch),
+                "peak": n,
+                "peak_rows": [
+                    to_json(r) for r in peak.rows if run.is_service_row(r.application_name, r.pid)
+                ],
+            }
+        )
+        stretch.clear()
+
+    for s in run.sorted_samples:
+        if s.time < deadline:
+            continue
+        n = run.service_count(s)
+        if n > limit:
+            stretch.append((s, n))
+        else:
+            close()
+    close()
+    return out
+
+
+def _p2_too_many(run: Run, deadline: float) -> list[dict[str, Any]]:
+    """Ops that completed with 53300 (too many clients) after the deadline."""
+    return [
+        {
+            "clause": "P2-53300",
+            "explain": f"op {op.id} of worker {op.worker} failed with 53300 (too many clients)"
+            f" at {run.at(op.end)}, after the deadline {run.at(deadline)}",
+            "op": op.to_json(),
+        }
+        for op in run.timeline.ops
+        if op.sqlstate == "53300" and op.end >= deadline
+    ]
+
+
+def check_p2(run: Run) -> Verdict:
+    """P2: zombies converge.
+
+    Anchor = the last freeze-type fault (``freeze``, ``freeze_mid_*``,
+    ``reclaim``; not the routine parking of a worker after its invocation,
+    see :func:`is_routine_freeze`), or the start of the history if there is none; deadline T =
+    anchor + lease_ttl + min_idle + max_cooldown + slack. Judged only if an
+    operation is invoked at or after T (invocations still arriving): then every
+    sample at or after T must count at most ``connection_limit`` backends whose
+    application_name starts with ``own_app_prefix``, and no op may complete
+    with 53300 at or after T. If nothing is invoked after T — or the sampler fell
+    behind — and nothing was violated, the verdict is ``unknown``, never ``ok``.
+    Measured: convergence time (anchor to the first sample from which the
+    count stays within the limit; None if it never does) against the bound.
+    """
+    cfg, tl = run.config, run.timeline
+    zombies = [f for f in tl.faults_of(ZOMBIE_FAULTS) if not is_routine_freeze(f)]
+    anchor = zombies[-1].time if zombies else tl.start
+    bound = cfg.convergence_bound
+    deadline = anchor + bound
+    conv = _convergence(run, anchor)
+    reached = any(op.start >= deadline for op in tl.ops)
+    after = [run.service_count(s) for s in run.sorted_samples if s.time >= deadline]
+    measured = {
+        "anchor": anchor,
+        "anchor_fault": zombies[-1].f if zombies else None,
+        "bound_s": bound,
+        "deadline": deadline,
+        "convergence_s": conv,
+        "within_bound": conv is not None and conv <= bound,
+        "reached": reached,
+        "limit": cfg.connection_limit,
+        "max_count_after_deadline": max(after, default=None),
+    }
+    # Without invocations after the deadline nothing obliges a reaper to have run:
+    # what the samples show then is no violation, and no evidence of convergence.
+    evidence = _p2_over_limit(run, deadline) + _p2_too_many(run, deadline) if reached else []
+    cannot_judge = list(run.sampling_problems)
+    if not reached:
+        cannot_judge.insert(
+            0,
+            f"no invocation arrived after the deadline {run.at(deadline)} (last zombie-making"
+            f" fault at {run.at(anchor)} + bound {bound:.3f}s), so nothing shows the zombies"
+            " converged",
+        )
+    conv_txt = "never" if conv is None else f"{conv:.3f}s"
+    return verdict(
+        "P2",
+        P2_TITLE,
+        evidence,
+        f"backend count within {cfg.connection_limit} from the deadline on; converged in"
+        f" {conv_txt} against a bound of {bound:.3f}s",
+        cannot_judge=cannot_judge,
+        **measured,
+    )

@@ -1,0 +1,171 @@
+"""P4 — liveness: no worker dies, and every worker recovers once the faults heal.
+
+Judged from the history. See :func:`check_p4`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from harness.check.run import Run
+from harness.check.timeline import Op, Timeline
+from harness.check.verdict import Verdict, verdict
+from harness.history import FREEZE_FAULTS, UNFREEZE_FAULTS, FaultEvent, WorkerEvent
+
+P4_TITLE = "liveness"
+
+_NOT_HEALING = FREEZE_FAULTS | UNFREEZE_FAULTS
+
+
+def healed_at(tl: Timeline) -> float:
+    """The last ``heal`` fault; else the last fault that is not freeze/thaw/reclaim; else -inf."""
+    heals = tl.faults_of({"heal"})
+    if heals:
+        return heals[-1].time
+    other = [f for f in tl.faults if f.f not in _NOT_HEALING]
+    return other[-1].time if other else -math.inf
+
+
+def _interrupted(tl: Timeline, op: Op) -> bool:
+    """The op's worker was frozen or reclaimed after it started and before it ended."""
+    if tl.frozen_during(op.worker, op.start, op.end):
+        return True
+    died = tl.deaths.get(op.worker) if op.worker is not None else None
+    return died is not None and op.start < died <= op.end
+
+
+def _p4_crashes(run: Run) -> list[dict[str, Any]]:
+    return [
+        {
+            "clause": "P4-crash",
+            "explain": f"worker {e.worker} (os pid {e.os_pid}) crashed at {run.at(e.time)}:"
+            f" {e.detail or 'no detail'} (exit code {e.exitcode})",
+            "worker": e.worker,
+            "os_pid": e.os_pid,
+            "exitcode": e.exitcode,
+            "detail": e.detail,
+            "time": e.time,
+        }
+        for e in run.timeline.events
+        if isinstance(e, WorkerEvent) and e.f == "crash"
+    ]
+
+
+Start = FaultEvent | WorkerEvent
+
+
+def _p4_first_op(run: Run, worker: str, healed: float) -> tuple[Op | None, Start | None]:
+    """The first op after the worker's next thaw/spawn after ``healed``; skips interrupted ops."""
+    tl = run.timeline
+    starts: list[Start] = [
+        e
+        for e in tl.events
+        if isinstance(e, FaultEvent | WorkerEvent)
+        and e.worker == worker
+        and e.time >= healed
+        and e.f in ("thaw", "spawn")
+    ]
+    ops = sorted(tl.ops_of(worker), key=lambda o: o.start)
+    after = -math.inf
+    for s in starts:
+        if s.time < after:
+            continue
+        op = next((o for o in ops if o.start >= s.time), None)
+        if op is None:
+            return None, None
+        if not _interrupted(tl, op):
+            return op, s
+        after = op.start
+    return None, None
+
+
+def _p4_recovery(run: Run, healed: float) -> tuple[list[dict[str, Any]], list[str]]:
+    budget, tl = run.config.retry_budget_s, run.timeline
+    workers = sorted({e.worker for e in tl.events if e.worker is not None})
+    out, unjudged = [], []
+    for w in workers:
+        op, start = _p4_first_op(run, w, healed)
+        if op is None or start is None:
+            continue
+        took = op.end - op.start
+        if op.outcome == "ok" and took <= budget:
+            continue
+        if op.completion is None and tl.end - op.start < budget:
+            unjudged.append(op.id)
+            continue
+        what = (
+            f"ended {op.outcome} ({_err_txt(op)})"
+            if op.outcome in ("fail", "info")
+            else "never completed"
+            if op.completion is None
+            else f"took {took:.3f}s"
+        )
+        out.append(
+            {
+                "clause": "P4-recovery",
+                "explain": f"worker {w}'s first op after its {start.f} at {run.at(start.time)}"
+                f" (after the faults healed at {run.at(healed)}), op {op.id}, {what};"
+                f" it should succeed within {budget:.3f}s",
+                "op": op.to_json(),
+                "after": {"event": start.f, "time": start.time},
+                "healed": None if math.isinf(healed) else healed,
+                "budget_s": budget,
+            }
+        )
+    return out, unjudged
+
+
+def _err_txt(op: Op) -> str:
+    e = op.error
+    return "no error recorded" if e is None else f"{e.cls} {e.sqlstate or '-'}: {e.message}"
+
+
+def _escaped(classes: frozenset[str], cls: str) -> bool:
+    return cls in classes or cls.rsplit(".", 1)[-1] in classes
+
+
+def _p4_escaped(run: Run, healed: float) -> list[dict[str, Any]]:
+    classes = run.config.escaped_error_classes
+    return [
+        {
+            "clause": "P4-escaped",
+            "explain": f"op {op.id} of worker {op.worker} failed at {run.at(op.end)}, after the"
+            f" faults healed, with a raw {_err_txt(op)} the client should have handled",
+            "op": op.to_json(),
+        }
+        for op in run.timeline.ops
+        if op.outcome == "fail"
+        and op.error is not None
+        and _escaped(classes, op.error.cls)
+        and op.end > healed
+    ]
+
+
+def check_p4(run: Run) -> Verdict:
+    """P4: liveness.
+
+    No worker ``crash`` event. With H = :func:`healed_at`: for every worker,
+    the first op it invokes at or after its first ``thaw``/``spawn`` at or
+    after H completes ``ok`` within ``retry_budget_s`` of its invoke. An op
+    interrupted by a freeze or reclaim of its own worker does not count; the
+    next thaw/spawn after it is tried instead. An op still open when the
+    history ends, less than the budget after its invoke, cannot be judged and
+    is listed in ``measured["unjudged"]``. And no op completing ``fail`` after
+    H has an error class in ``escaped_error_classes``.
+    """
+    healed = healed_at(run.timeline)
+    recovery, unjudged = _p4_recovery(run, healed)
+    evidence = _p4_crashes(run) + recovery + _p4_escaped(run, healed)
+    return verdict(
+        "P4",
+        P4_TITLE,
+        evidence,
+        "no worker crashed; every worker's first op after the faults healed succeeded"
+        f" within {run.config.retry_budget_s:.3f}s",
+        healed=None if math.isinf(healed) else healed,
+        unjudged=unjudged,
+    )
+
+
+# ------------------------------------------------------------------------------ P5

@@ -1,0 +1,145 @@
+"""Running a named chaos scenario: real components up, the scenario, a report, an exit status.
+
+A scenario is a function ``run(context) -> ScenarioResult``. :func:`run_scenario` gives it
+a :class:`Context` (a PostgreSQL server, a Toxiproxy server, a run directory
+and a progress line), writes the report, and maps the result to the exit
+status DESIGN.md promises: 0 every property holds, 1 a property failed, 2 the
+run could not be judged. Bad input and setup failures are one line on stderr,
+never a traceback. Everything started is released on every exit path,
+SIGTERM and Ctrl-C included (SIGTERM is turned into ``KeyboardInterrupt`` so
+the ``with`` blocks unwind).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import FrameType
+
+from harness.errors import HarnessError, SetupError, UsageError
+from harness.infra.postgres import PostgresServer, open_server
+from harness.infra.toxiproxy import ToxiproxyServer
+from harness.report import EXIT_UNJUDGED, RunDir, ScenarioResult
+
+
+class Progress:
+    """Timestamped progress lines on stderr, so a long run shows it is alive."""
+
+    def __init__(self, scenario: str) -> None:
+        self.scenario = scenario
+        self.started = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        elapsed = time.monotonic() - self.started
+        print(f"[{self.scenario} {elapsed:7.2f}s] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Context:
+    """What a scenario gets: real servers, where to write, how to report progress."""
+
+    pg: PostgresServer
+    proxies: ToxiproxyServer
+    run_dir: RunDir
+    progress: Progress
+    options: dict[str, str] = field(default_factory=dict)
+
+
+def _no_options(options: dict[str, str]) -> None:
+    if options:
+        raise UsageError(f"unknown option {sorted(options)[0]!r}; this scenario takes none")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    run: Callable[[Context], ScenarioResult]
+    max_connections: int = 40
+    check_options: Callable[[dict[str, str]], None] = _no_options
+    """Raises ``UsageError`` for options the scenario cannot take; called before
+    anything starts."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_scenario(scenario: Scenario, options: dict[str, str] | None = None) -> int:
+    """Run one scenario end to end; return its exit status (and print where the report is)."""
+    progress = Progress(scenario.name)
+    run_dir = RunDir(scenario.name)
+    outcome: ScenarioResult
+    with _sigterm_unwinds():
+        try:
+            progress("starting PostgreSQL and the proxy server")
+            with (
+                open_server(max_connections=scenario.max_connections) as pg,
+                ToxiproxyServer() as proxies,
+            ):
+                progress(f"PostgreSQL {pg!r}; proxy {proxies!r}")
+                ctx = Context(pg, proxies, run_dir, progress, dict(options or {}))
+                outcome = scenario.run(ctx)
+        except (SetupError, UsageError) as e:
+            outcome = ScenarioResult(scenario.name, unjudged=str(e))
+        except KeyboardInterrupt:
+            outcome = ScenarioResult(scenario.name, unjudged="interrupted")
+            run_dir.finish(outcome)
+            print(
+                f"{scenario.name}: interrupted; partial evidence in {run_dir.path}", file=sys.stderr
+            )
+            return 130
+        except HarnessError as e:
+            outcome = ScenarioResult(scenario.name, unjudged=f"{type(e).__name__}: {e}")
+        except Exception as e:
+            (run_dir.path / "traceback.txt").write_text(traceback.format_exc())
+            outcome = ScenarioResult(scenario.name, unjudged=f"crashed: {type(e).__name__}: {e}")
+    run_dir.finish(outcome)
+    _print_summary(outcome, run_dir)
+    return outcome.exit_code
+
+
+def _print_summary(outcome: ScenarioResult, run_dir: RunDir) -> None:
+    print(f"{outcome.scenario}: {outcome.result}  ({run_dir.path})")
+    if outcome.unjudged is not None:
+        print(f"  could not be judged: {outcome.unjudged}", file=sys.stderr)
+    word = {"ok": "holds", "fail": "FAILS", "unknown": "NOT JUDGED"}
+    for v in outcome.verdicts:
+        print(f"  {v.prop:<4} {word[v.status]:<10}  {v.summary}")
+    for note in outcome.notes:
+        print(f"  note: {note}")
+
+
+def parse_options(args: list[str]) -> dict[str, str]:
+    """``key=value`` arguments; anything else is a usage error."""
+    options: dict[str, str] = {}
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or not key:
+            raise UsageError(f"expected key=value, got {arg!r}")
+        options[key] = value
+    return options
+
+
+def main_for(scenario: Scenario, argv: list[str]) -> int:
+    """Entry point of ``python -m scenarios.<name> [key=value ...]``."""
+    try:
+        options = parse_options(argv)
+        scenario.check_options(options)
+    except UsageError as e:
+        print(f"{scenario.name}: {e}", file=sys.stderr)
+        return EXIT_UNJUDGED
+    return run_scenario(scenario, options)

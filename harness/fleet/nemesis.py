@@ -1,0 +1,290 @@
+"""The nemesis: the faults a fleet can suffer, each waiting for its sync point.
+
+Built on :class:`harness.fleet.core.Fleet`'s public methods only (Jepsen's
+nemesis beside its client): every fault records its ``fault`` event (``time``
+/ ``wall`` of the harness) BEFORE it acts, and a ``heal`` event when it is
+undone. Faults that interrupt an operation wait for a sync point first, never
+for a fixed time:
+
+- ``freeze_mid_query``: a ``slow_read``; waits for the worker's "query started"
+  and then for the server to show that backend ``active`` in ``pg_sleep``; SIGSTOP.
+- ``freeze_mid_tx``: a ``long_tx``; waits for "paused inside the transaction";
+  SIGSTOP. ``thaw`` then sends ``continue`` so it tries to commit.
+- ``freeze_mid_reap``: a ``reap`` op paused at ``locked`` (or ``scanned``) by the
+  worker's reaper; SIGSTOP; ``thaw`` sends ``continue``.
+- ``socket_reset`` of a started op, once its statement runs on the server:
+  ``reset_peer`` (a downstream ``reset_peer`` toxic: fires when the result comes
+  back; removed at the worker's first query error or the op's end) or
+  ``disable`` (the proxy disabled, which closes at once while the server is
+  silent, then enabled again).
+- ``ack_lost``: a downstream ``timeout`` toxic (``timeout_ms``, 300 by default)
+  added BEFORE a write is sent, so the server commits and the answer never
+  arrives; removed (``heal``) when the op ends.
+- ``latency``, ``bandwidth``, ``proxy_down``/``proxy_up`` on one worker's proxy;
+  ``pg_restart`` (immediate); ``terminate_backend`` of a worker's current backend
+  from an admin session.
+- ``heal``: remove every toxic of the live workers' proxies and enable them all
+  (a reclaimed worker's zombie stays until a reaper or the teardown ends it).
+
+Freezes, thaws and reclaims at rest are the fleet's own (``Fleet.freeze``,
+``Fleet.thaw``, ``Fleet.reclaim``): they are Lambda's life as much as faults.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+import psycopg
+
+from harness.errors import FleetError, FleetTimeout, PauseNotReached
+from harness.fleet.pending import OpResult, Pending
+from harness.fleet.protocol import PausePoint
+from harness.wait import poll
+
+if TYPE_CHECKING:
+    from harness.fleet.core import Fleet
+
+ResetMode = Literal["reset_peer", "disable"]
+
+
+class Nemesis:
+    """The faults of one fleet."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+
+    # ------------------------------------------------------------------ mid-operation
+
+    def freeze_mid_query(
+        self,
+        *,
+        worker: str | None = None,
+        seconds: float = 5.0,
+        blackhole: bool = False,
+        timeout: float | None = None,
+    ) -> Pending:
+        """Start a ``slow_read`` and freeze its worker while the server runs it."""
+        fleet = self.fleet
+        pending = fleet.start("slow_read", worker=worker, seconds=seconds)
+        started = fleet.log.wait_query_started(pending.worker, after=pending.since, timeout=timeout)
+        self.wait_backend_active(_pid(started.backend_pid), "pg_sleep", timeout)
+        fleet.freeze(
+            pending.worker,
+            f="freeze_mid_query",
+            value={"op": pending.op},
+            blackhole=blackhole,
+            during=pending,
+        )
+        return pending
+
+    def freeze_mid_tx(
+        self, *, worker: str | None = None, blackhole: bool = False, timeout: float | None = None
+    ) -> Pending:
+        """Start a ``long_tx`` and freeze its worker inside the open transaction."""
+        fleet = self.fleet
+        pending = fleet.start("long_tx", worker=worker)
+        self._pause_point(pending, "tx", timeout)
+        fleet.freeze(
+            pending.worker,
+            f="freeze_mid_tx",
+            value={"op": pending.op},
+            blackhole=blackhole,
+            during=pending,
+        )
+        return pending
+
+    def freeze_mid_reap(
+        self,
+        *,
+        worker: str | None = None,
+        pause_at: Literal["locked", "scanned"] = "locked",
+        blackhole: bool = False,
+        timeout: float | None = None,
+    ) -> Pending:
+        """Start a ``reap`` op and freeze its worker at ``pause_at`` (holding the leader lock)."""
+        fleet = self.fleet
+        pending = fleet.start("reap", worker=worker, pause_at=pause_at)
+        self._pause_point(pending, pause_at, timeout)
+        fleet.freeze(
+            pending.worker,
+            f="freeze_mid_reap",
+            value={"op": pending.op},
+            blackhole=blackhole,
+            during=pending,
+        )
+        return pending
+
+    def socket_reset(
+        self, pending: Pending, *, mode: ResetMode = "reset_peer", timeout: float | None = None
+    ) -> None:
+        """Cut the socket of a started op once its statement runs on the server."""
+        fleet = self.fleet
+        started = fleet.log.wait_query_started(pending.worker, after=pending.since, timeout=timeout)
+        self.wait_backend_active(_pid(started.backend_pid), None, timeout)
+        link = fleet.link(pending.worker)
+        fleet.record_fault("socket_reset", pending.worker, {"mode": mode, "op": pending.op})
+        if mode == "reset_peer":
+            link.add("reset_peer", name="reset_peer_downstream", stream="downstream", timeout=0)
+            self._undo_at_first_error(pending, "reset_peer_downstream", "socket_reset")
+        elif mode == "disable":
+            link.disable()
+            link.enable()
+        else:
+            raise FleetError(f"unknown socket_reset mode {mode!r}")
+
+    def ack_lost(
+        self,
+        *,
+        f: Literal["write", "write_once"] = "write",
+        amount: int = 1,
+        worker: str | None = None,
+        timeout_ms: int = 300,
+        timeout: float | None = None,
+    ) -> OpResult:
+        """A write whose answer is lost: the server commits, the client never hears."""
+        fleet = self.fleet
+        name = fleet.acquire(worker)
+        op = fleet.new_op_id()
+        link = fleet.link(name)
+        fleet.record_fault("ack_lost", name, {"op": op, "timeout_ms": timeout_ms})
+        try:
+            link.add("timeout", name="ack_lost_downstream", stream="downstream", timeout=timeout_ms)
+        except BaseException:
+            fleet.release(name)
+            raise
+        try:
+            return fleet.send(name, f, {"amount": amount}, op=op).wait(timeout)
+        finally:
+            fleet.record_fault("heal", name, {"undo": "ack_lost", "op": op})
+            link.remove("ack_lost_downstream")
+
+    # ------------------------------------------------------------------ network
+
+    def latency(
+        self, worker: str, latency_ms: int, *, jitter_ms: int = 0, stream: str = "downstream"
+    ) -> None:
+        link = self.fleet.link(worker)
+        self.fleet.record_fault(
+            "latency", worker, {"latency_ms": latency_ms, "jitter_ms": jitter_ms, "stream": stream}
+        )
+        link.add(
+            "latency", name=f"latency_{stream}", stream=stream, latency=latency_ms, jitter=jitter_ms
+        )
+
+    def bandwidth(self, worker: str, rate_kb: int, *, stream: str = "downstream") -> None:
+        link = self.fleet.link(worker)
+        self.fleet.record_fault("bandwidth", worker, {"rate_kb": rate_kb, "stream": stream})
+        link.add("bandwidth", name=f"bandwidth_{stream}", stream=stream, rate=rate_kb)
+
+    def proxy_down(self, worker: str) -> None:
+        link = self.fleet.link(worker)
+        self.fleet.record_fault("proxy_down", worker)
+        link.disable()
+
+    def proxy_up(self, worker: str) -> None:
+        link = self.fleet.link(worker)
+        self.fleet.record_fault("proxy_up", worker)
+        link.enable()
+
+    def heal(self) -> None:
+        """Every live worker's link without toxics and enabled (see ``Fleet.heal_links``)."""
+        self.fleet.record_fault("heal", None, {"undo": "all"})
+        self.fleet.heal_links()
+
+    # ------------------------------------------------------------------ server side
+
+    def pg_restart(self) -> None:
+        """Restart PostgreSQL with ``-m immediate`` (every backend dies, no checkpoint)."""
+        self.fleet.record_fault("pg_restart", None, {"mode": "immediate"})
+        self.fleet.pg.restart("immediate")
+
+    def terminate_backend(self, worker: str) -> int | None:
+        """``pg_terminate_backend`` of the worker's current backend from an admin session;
+        the pid (None if the worker had none)."""
+        fleet = self.fleet
+        pid = fleet.worker(worker).backend_pid
+        fleet.record_fault("terminate_backend", worker, {"backend_pid": pid})
+        if pid is not None:
+            with psycopg.connect(_admin_dsn(fleet), autocommit=True) as conn:
+                # wait=true (timeout in ms): returns once the backend has exited, so the
+                # worker's socket already holds the FATAL and the EOF when it next looks.
+                conn.execute(
+                    "SELECT pg_terminate_backend(%s, %s)",
+                    (pid, int(fleet.config.signal_timeout * 1000)),
+                )
+        return pid
+
+    def wait_backend_active(
+        self, pid: int, query_contains: str | None, timeout: float | None = None
+    ) -> None:
+        """Wait until ``pg_stat_activity`` shows backend ``pid`` active (running a query
+        containing ``query_contains``): the statement really reached the server."""
+        limit = self.fleet.config.op_timeout if timeout is None else timeout
+        last: list[tuple[str | None, str | None] | None] = [None]
+        with psycopg.connect(_admin_dsn(self.fleet), autocommit=True) as conn:
+
+            def active() -> bool | None:
+                row = conn.execute(
+                    "SELECT state, query FROM pg_stat_activity WHERE pid = %s", (pid,)
+                ).fetchone()
+                last[0] = None if row is None else (row[0], row[1])
+                seen = last[0]
+                hit = (
+                    seen is not None
+                    and seen[0] == "active"
+                    and (query_contains is None or query_contains in (seen[1] or ""))
+                )
+                return True if hit else None
+
+            poll(
+                active,
+                timeout=limit,
+                what=f"backend {pid} active on the server",
+                error=FleetTimeout,
+                describe=lambda: last[0],
+            )
+
+    # ------------------------------------------------------------------ helpers
+
+    def _pause_point(self, pending: Pending, at: PausePoint, timeout: float | None) -> None:
+        """Wait until ``pending`` is paused at ``at``; :class:`PauseNotReached` if it ended
+        first (e.g. a reaper that found the leader lock held by a frozen one)."""
+        paused = self.fleet.log.wait_paused(
+            pending.worker, at, after=pending.since, timeout=timeout, op=pending.op
+        )
+        if paused is None:
+            result = pending.wait()
+            raise PauseNotReached(
+                f"{pending.f} op {pending.op} ended {result.type} before pausing at {at!r}"
+            )
+
+    def _undo_at_first_error(self, pending: Pending, toxic: str, fault: str) -> None:
+        """Remove ``toxic`` at the worker's first query error or the op's end (once)."""
+        fleet, worker = self.fleet, pending.worker
+        done: list[bool] = []
+
+        def undo(*_: Any) -> None:
+            if done:
+                return
+            done.append(True)
+            fleet.record_fault("heal", worker, {"undo": fault, "op": pending.op})
+            link = fleet.link(worker)
+            if not link.deleted:
+                link.remove(toxic)
+
+        fleet.on_next_error(worker, undo)
+        pending.on_done(undo)
+
+
+def _pid(backend_pid: int | None) -> int:
+    if backend_pid is None:
+        raise FleetError("the worker reported a query start without a backend")
+    return backend_pid
+
+
+def _admin_dsn(fleet: Fleet) -> str:
+    """A superuser DSN where the server has one, else the app role's."""
+    try:
+        return fleet.pg.admin_dsn
+    except NotImplementedError:
+        return fleet.pg.app_dsn

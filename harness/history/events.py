@@ -1,0 +1,171 @@
+"""The events of a run's history: one frozen dataclass per kind, each field spelled once.
+
+Jepsen's model. Every operation is an ``invoke`` followed by exactly one of
+``ok``, ``fail`` (it definitely did not happen) or ``info`` (unknown: it may or
+may not have taken effect). A worker whose operation ended ``info`` continues
+under a new history process id. Faults, worker lifecycle, backend mappings,
+reaper ledger entries and foreign-backend registrations are events too.
+
+The field types are the schema: :mod:`harness.history.codec` derives the JSON
+form and its validation from them (``Literal`` fields accept exactly their
+values), so nothing here is spelled a second time.
+
+Times: ``time`` is ``time.monotonic()`` (CLOCK_MONOTONIC, shared by every
+process on Linux), ``wall`` is the true ``time.time()`` of whoever stamped it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias, get_args
+
+OpType = Literal["invoke", "ok", "fail", "info"]
+CompletionType = Literal["ok", "fail", "info"]
+OpF = Literal["write", "write_once", "read", "slow_read", "long_tx", "burst", "reap"]
+FaultF = Literal[
+    "freeze",
+    "thaw",
+    "reclaim",
+    "freeze_mid_query",
+    "freeze_mid_tx",
+    "freeze_mid_reap",
+    "socket_reset",
+    "ack_lost",
+    "latency",
+    "bandwidth",
+    "proxy_down",
+    "proxy_up",
+    "pg_restart",
+    "terminate_backend",
+    "clock_skew",
+    "heal",
+]
+WorkerF = Literal["spawn", "exit", "crash"]
+ReapResult = Literal["killed", "skipped", "denied"]
+ForeignKind = Literal["other_app", "forged", "other_secret", "superuser", "peer"]
+"""``peer``: a pg-aequor-style peer of the service, registered while the harness drives it."""
+ForeignF = Literal["register", "release"]
+
+COMPLETIONS: frozenset[str] = frozenset(get_args(CompletionType))
+WRITE_FS: frozenset[str] = frozenset({"write", "write_once"})
+FREEZE_FAULTS: frozenset[str] = frozenset(
+    {"freeze", "freeze_mid_query", "freeze_mid_tx", "freeze_mid_reap"}
+)
+"""Faults that start a frozen interval of their worker."""
+UNFREEZE_FAULTS: frozenset[str] = frozenset({"thaw", "reclaim"})
+"""Faults that end a frozen interval (reclaim also ends the worker)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """The error an operation ended with, as the caller saw it."""
+
+    sqlstate: str | None
+    cls: str = field(metadata={"json": "class"})
+    """The exception class name (JSON key ``class``)."""
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpEvent:
+    """An operation's invoke or completion. ``op`` pairs them."""
+
+    type: OpType
+    op: str
+    process: int
+    worker: str | None
+    f: OpF
+    value: Mapping[str, Any]
+    time: float
+    wall: float
+    lease_valid: bool | None = None
+    """Invoke only: the worker's lease was valid by true wall time at the start."""
+    backend_pid: int | None = None
+    error: ErrorInfo | None = None
+    """Completions only."""
+
+    @property
+    def sqlstate(self) -> str | None:
+        return self.error.sqlstate if self.error else None
+
+
+@dataclass(frozen=True, slots=True)
+class FaultEvent:
+    """A fault the nemesis applied (or healed)."""
+
+    f: FaultF
+    worker: str | None
+    value: Mapping[str, Any]
+    time: float
+    wall: float
+    type: Literal["fault"] = "fault"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerEvent:
+    """A worker process was spawned, exited, or crashed (not a reclaim)."""
+
+    f: WorkerF
+    worker: str
+    os_pid: int
+    exitcode: int | None
+    detail: str | None
+    time: float
+    wall: float
+    type: Literal["worker"] = "worker"
+
+
+@dataclass(frozen=True, slots=True)
+class BackendEvent:
+    """A worker's client (re)connected to, or renewed its lease on, a backend."""
+
+    worker: str
+    backend_pid: int
+    application_name: str
+    lease_expiry: float
+    """Wall seconds."""
+    time: float
+    wall: float
+    type: Literal["backend"] = "backend"
+
+
+@dataclass(frozen=True, slots=True)
+class ReapEvent:
+    """One reaper ledger entry: what a reaper did to one victim backend."""
+
+    worker: str | None
+    pid: int
+    result: ReapResult
+    application_name: str | None
+    state: str | None
+    state_change: float | None
+    """Wall seconds, from the scanned ``pg_stat_activity`` row."""
+    lease_expiry_ms: int | None
+    time: float
+    wall: float
+    type: Literal["reap"] = "reap"
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignEvent:
+    """A backend that is not the service's own was registered (or released by the harness)."""
+
+    backend_pid: int
+    kind: ForeignKind
+    time: float
+    wall: float
+    f: ForeignF = "register"
+    worker: str | None = None
+    type: Literal["foreign"] = "foreign"
+
+
+Event: TypeAlias = OpEvent | FaultEvent | WorkerEvent | BackendEvent | ReapEvent | ForeignEvent
+EVENT_TYPES: tuple[type[Event], ...] = (
+    OpEvent,
+    FaultEvent,
+    WorkerEvent,
+    BackendEvent,
+    ReapEvent,
+    ForeignEvent,
+)

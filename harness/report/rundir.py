@@ -1,0 +1,62 @@
+"""A run's directory: ``reports/<scenario>/<UTC timestamp>/`` and ``reports/latest``.
+
+A run directory holds, as the run goes: ``history.jsonl`` (the fleet writes it
+as things happen) and ``activity.jsonl`` (the sampler's); at the end:
+``summary.json`` (verdict per property, timings, counts), ``activity.csv``,
+``timeline.png``, ``junit.xml`` and ``report.html`` that shows all of it.
+``reports/latest`` points at the newest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from harness.report.activity_csv import write_activity_csv
+from harness.report.html import write_html
+from harness.report.junit import write_junit
+from harness.report.plot import plot_timeline
+from harness.report.result import ScenarioResult
+
+REPORTS_ROOT = Path(__file__).resolve().parents[2] / "reports"
+
+
+class RunDir:
+    """One run's directory under ``reports/<scenario>/``."""
+
+    def __init__(self, scenario: str, root: Path = REPORTS_ROOT) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        base = root / scenario
+        path = base / stamp
+        n = 1
+        while path.exists():  # two runs in one second
+            n += 1
+            path = base / f"{stamp}-{n}"
+        path.mkdir(parents=True)
+        self.root = root
+        self.path = path
+        self.scenario = scenario
+
+    def finish(self, outcome: ScenarioResult) -> Path:
+        """Write the summary and its views; point ``reports/latest`` here."""
+        (self.path / "summary.json").write_text(
+            json.dumps(outcome.to_json(), indent=2, default=str) + "\n"
+        )
+        write_junit(outcome, self.path / "junit.xml")
+        run = outcome.run
+        plotted = False
+        if run is not None:
+            if run.samples:
+                write_activity_csv(run.sorted_samples, self.path / "activity.csv")
+            if run.samples or run.events:
+                plotted = plot_timeline(run, self.path / "timeline.png")
+        write_html(outcome, self.path / "report.html", with_timeline=plotted)
+        latest = self.root / "latest"
+        tmp = self.root / f".latest-{os.getpid()}"
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        tmp.symlink_to(self.path.relative_to(self.root))
+        tmp.replace(latest)
+        return self.path
