@@ -37,6 +37,11 @@ if ! flock -n 9; then
   exit 2
 fi
 
+# Fixed places dockerd and containerd create whatever their roots (plugin specs,
+# shim sockets): removed at the end when this run made them and they are empty.
+created_run_dirs=()
+for d in /run/docker /run/containerd; do [ -e "$d" ] || created_run_dirs+=("$d"); done
+
 exec_root=$(mktemp -d /tmp/thawproof-dockerd.XXXXXX)
 sock="$exec_root/docker.sock"
 log="$exec_root/dockerd.log"
@@ -90,11 +95,24 @@ cleanup() {
     umount -l "$m" 2>/dev/null || true
   done || true
   rm -rf --one-file-system "$exec_root"
+  for d in "${created_run_dirs[@]}"; do
+    [ -d "$d" ] && find "$d" -depth -type d -empty -delete 2>/dev/null || true
+  done
   exit "$rc"
 }
+child=""
+# A signal ends CMD first (SIGTERM: a background child ignores SIGINT; the test
+# suite unwinds on SIGTERM as on Ctrl-C), then the engine.
+on_signal() {
+  if [ -n "$child" ]; then
+    kill -TERM "$child" 2>/dev/null || true
+    wait "$child" 2>/dev/null || true
+  fi
+  exit "$1"
+}
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
 
 echo '{}' >"$exec_root/daemon.json"
 dockerd \
@@ -125,8 +143,12 @@ done
 echo "with-dockerd.sh: dockerd $(DOCKER_HOST="unix://$sock" docker version --format '{{.Server.Version}}') (pid $dockerd_pid) at unix://$sock, data root $data_root" >&2
 
 export DOCKER_HOST="unix://$sock"
+# In the background, so a signal is handled at once (wait returns), not after CMD.
+"$@" <&0 &
+child=$!
 set +e
-"$@"
+wait "$child"
 rc=$?
 set -e
+child=""
 exit "$rc"

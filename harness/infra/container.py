@@ -66,6 +66,7 @@ from harness.infra.postgres import (
 )
 
 if TYPE_CHECKING:
+    from testcontainers.community.postgres import PostgresContainer
     from testcontainers.core.container import DockerContainer
 
 ImageKind = Literal["auto", "official", "binaries"]
@@ -164,6 +165,24 @@ def image_kind(entrypoint: list[str] | str | None) -> Literal["official", "binar
     parts = [entrypoint] if isinstance(entrypoint, str) else list(entrypoint or [])
     official = any(os.path.basename(p) == "docker-entrypoint.sh" for p in parts)
     return "official" if official else "binaries"
+
+
+def _official_container_class() -> type[PostgresContainer]:
+    """testcontainers' ``PostgresContainer`` without its own readiness wait.
+
+    Its wait (``psql`` run in the container, polled) does not notice the
+    container exiting and waits out its whole timeout (120 s) when the server
+    refuses its settings; ``ContainerPostgres._await_ready`` judges readiness
+    instead, by the admin role connecting over TCP, which the entrypoint's
+    temporary init-time server (no TCP listener) cannot fake.
+    """
+    from testcontainers.community.postgres import PostgresContainer as Base
+
+    class _OfficialPostgresContainer(Base):
+        def _connect(self) -> None:
+            return None
+
+    return _OfficialPostgresContainer
 
 
 class ContainerPostgres(PostgresServer):
@@ -274,12 +293,12 @@ class ContainerPostgres(PostgresServer):
         docker_kwargs: dict[str, Any] = {}
         if self.host_network:
             docker_kwargs["network_mode"] = "host"
-        env = {"PGPORT": str(port), "LC_ALL": "C"}
+        env = {"PGPORT": str(port)}
         container: DockerContainer
         if self.kind == "official":
-            from testcontainers.community.postgres import PostgresContainer
-
-            container = PostgresContainer(
+            # The official entrypoint's way to give initdb arguments; UTF8 as LocalCluster.
+            env["POSTGRES_INITDB_ARGS"] = "-E UTF8"
+            container = _official_container_class()(
                 self.image,
                 port=port,
                 username=ADMIN_ROLE,
@@ -300,6 +319,7 @@ class ContainerPostgres(PostgresServer):
                 )
                 .with_command(args)
                 .with_env("PGDATA", _BINARIES_PGDATA)
+                .with_env("LC_ALL", "C")
                 .with_env("THAWPROOF_ADMIN_PASSWORD", self._admin_password)
                 .with_exposed_ports(port)
             )
