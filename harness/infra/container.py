@@ -388,9 +388,14 @@ class ContainerPostgres(PostgresServer):
 
     def _wrapped(self) -> Any:
         """The docker library's container object (untyped)."""
+        from testcontainers.core.exceptions import ContainerStartException
+
         if self._container is None:
             raise SetupError("the container is not running")
-        return self._container.get_wrapped_container()
+        try:
+            return self._container.get_wrapped_container()
+        except ContainerStartException as e:  # never created
+            raise SetupError("the container was not created") from e
 
     def _status(self) -> str:
         wrapped = self._wrapped()

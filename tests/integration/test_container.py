@@ -197,17 +197,16 @@ def test_restart_keeps_data_and_ends_backends(image: str) -> None:
             conn.execute("CREATE TABLE kept(x int)")
             conn.execute("INSERT INTO kept VALUES (42)")
             started = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
-        held = psycopg.connect(pg.app_dsn, autocommit=True)
-        for mode in ("immediate", "fast", "smart"):
-            pg.restart(mode)  # type: ignore[arg-type]
-            with psycopg.connect(pg.app_dsn) as conn:
-                assert conn.execute("SELECT x FROM kept").fetchall() == [(42,)]
-                now = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
-            assert now != started, f"{mode}: the postmaster was not restarted"
-            started = now
-        with pytest.raises(psycopg.OperationalError):
-            held.execute("SELECT 1")
-        held.close()
+        with psycopg.connect(pg.app_dsn, autocommit=True) as held:
+            for mode in ("immediate", "fast", "smart"):
+                pg.restart(mode)  # type: ignore[arg-type]
+                with psycopg.connect(pg.app_dsn) as conn:
+                    assert conn.execute("SELECT x FROM kept").fetchall() == [(42,)]
+                    now = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
+                assert now != started, f"{mode}: the postmaster was not restarted"
+                started = now
+            with pytest.raises(psycopg.OperationalError):
+                held.execute("SELECT 1")
 
 
 @pytest.mark.docker
