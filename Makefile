@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup postgres test test-fast chaos bench replay nightly lint typecheck clean
+.PHONY: setup postgres test test-fast test-containers chaos bench replay nightly lint typecheck clean
 
 setup: $(STAMP) postgres
 
@@ -26,6 +26,12 @@ test: setup
 # Unit tests only: no processes, no servers.
 test-fast: setup
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+# The container backend's tests (marker `docker`) against a real engine: installs
+# docker.io and debootstrap when missing, starts a private dockerd (--bridge=none,
+# stopped again on every exit path), builds the local PostgreSQL image once.
+test-containers: setup
+	scripts/test-containers.sh $(BIN)/python $(PYTEST_ARGS)
 
 chaos: setup
 	$(BIN)/python -m scenarios all

@@ -54,6 +54,24 @@ _UNPRIVILEGED_ACCOUNT = "postgres"
 _START_TIMEOUT_S = 60
 
 
+# What every server the harness starts is configured with (postgresql.conf syntax),
+# besides where it listens and max_connections; ``ContainerPostgres`` uses it too.
+SERVER_SETTINGS: Mapping[str, str | int] = {
+    "superuser_reserved_connections": 3,
+    "fsync": "off",
+    # synchronous_commit stays on: with it off, `restart -m immediate`
+    # loses rows the client saw committed, which would fake P3 verdicts.
+    "full_page_writes": "off",
+    "log_connections": "on",
+    "log_disconnections": "on",
+    # harness.observe reads terminations from the log by this prefix.
+    "log_line_prefix": "'%m [%p] %q%u@%d app=%a '",
+    "log_min_messages": "warning",
+    "shared_buffers": "'32MB'",
+    "max_wal_size": "'256MB'",
+}
+
+
 def _has_server_binaries(path: Path) -> bool:
     return all(os.access(path / b, os.X_OK) for b in _SERVER_BINARIES)
 
@@ -378,17 +396,7 @@ class LocalCluster(PostgresServer):
             "port": self.port,
             "unix_socket_directories": f"'{self.socket_dir}'",
             "max_connections": self.max_connections,
-            "superuser_reserved_connections": 3,
-            "fsync": "off",
-            # synchronous_commit stays on: with it off, `restart -m immediate`
-            # loses rows the client saw committed, which would fake P3 verdicts.
-            "full_page_writes": "off",
-            "log_connections": "on",
-            "log_disconnections": "on",
-            "log_line_prefix": "'%m [%p] %q%u@%d app=%a '",
-            "log_min_messages": "warning",
-            "shared_buffers": "'32MB'",
-            "max_wal_size": "'256MB'",
+            **SERVER_SETTINGS,
         }
         conf.update(self.settings)
         body = "\n".join(f"{k} = {v}" for k, v in conf.items()) + "\n"

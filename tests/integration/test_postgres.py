@@ -12,7 +12,6 @@ import psycopg
 import pytest
 
 from harness.errors import PostgresBinariesNotFound
-from harness.infra.container import docker_available
 from harness.infra.postgres import LocalCluster, PostgresServer, find_pg_bin
 
 
@@ -166,13 +165,3 @@ def test_runs_as_non_root_user() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "1"
-
-
-def test_container_backend_where_docker_answers() -> None:
-    reason = docker_available()
-    if reason:
-        pytest.skip(f"testcontainers backend not exercised: {reason}")
-    from harness.infra.container import ContainerPostgres
-
-    with ContainerPostgres() as server, psycopg.connect(server.app_dsn) as conn:
-        assert conn.execute("SELECT current_user").fetchone() == ("thawproof_app",)
