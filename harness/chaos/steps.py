@@ -217,6 +217,3 @@ class ThawIntoTx(Step):
             f"idle worker #{self.worker} is thawed after its lease expired and holds a"
             " transaction open past min_idle while another worker reaps"
         )
-
-
-Schedule = tuple[Step, ...]

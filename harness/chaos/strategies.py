@@ -4,7 +4,7 @@ Schedules are short (a handful of steps) because every example runs real
 processes for seconds; shrinking then removes steps and simplifies their
 parameters, so a failure ends as the smallest schedule that still fails.
 
-- :func:`steps` draws one step of the given kinds; :func:`schedules` a list.
+- :func:`steps` draws one step of the given kinds (the state machine's rule).
 - :data:`DETECTORS` gives, for each bug-zoo entry, the schedules that can
   expose it: ordinary steps around the fault pattern that matters, so the
   search finds it fast and shrinking strips the rest.
@@ -77,12 +77,6 @@ def steps(kinds: Collection[str] = KINDS) -> st.SearchStrategy[Step]:
     if unknown:
         raise UsageError(f"unknown step kinds: {sorted(unknown)}")
     return st.one_of([_BY_KIND[k]() for k in sorted(kinds)])
-
-
-def schedules(
-    kinds: Collection[str] = KINDS, *, min_size: int = 1, max_size: int = 6
-) -> st.SearchStrategy[list[Step]]:
-    return st.lists(steps(kinds), min_size=min_size, max_size=max_size)
 
 
 def around(

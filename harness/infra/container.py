@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
 
-from harness.errors import SetupError, UsageError
+from harness.errors import SetupError, UsageError, WaitTimeout
 from harness.infra.ports import free_port
 from harness.infra.postgres import (
     ADMIN_ROLE,
@@ -64,6 +64,7 @@ from harness.infra.postgres import (
     RestartMode,
     create_app_role,
 )
+from harness.wait import poll
 
 if TYPE_CHECKING:
     from testcontainers.community.postgres import PostgresContainer
@@ -411,13 +412,16 @@ class ContainerPostgres(PostgresServer):
             raise UsageError(f"restart mode must be immediate, fast or smart, got {mode!r}")
         wrapped = self._wrapped()
         wrapped.kill(signal=_STOP_SIGNALS[mode])
-        deadline = time.monotonic() + self.start_timeout
-        while self._status() == "running":
-            if time.monotonic() >= deadline:
-                raise SetupError(
-                    f"the server did not stop ({mode}) within {self.start_timeout:.0f} s"
-                )
-            time.sleep(_POLL_S)
+        try:
+            poll(
+                lambda: None if self._status() == "running" else True,
+                timeout=self.start_timeout,
+                what=f"the server to stop ({mode})",
+                interval=_POLL_S,
+                max_interval=_POLL_S,
+            )
+        except WaitTimeout as e:
+            raise SetupError(str(e)) from None
         began = time.monotonic()
         wrapped.start()
         if not self.host_network and self._container is not None:

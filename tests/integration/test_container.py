@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import pytest
 from harness.errors import SetupError
 from harness.infra.container import ContainerPostgres, docker_available
 from harness.observe import terminations_from_log
+from harness.wait import poll
 
 LOCAL_IMAGE = "thawproof/postgres:15-bookworm"  # what scripts/build-postgres-image.sh builds
 IMAGES = [i.strip() for i in os.environ.get("THAWPROOF_CONTAINER_IMAGES", LOCAL_IMAGE).split(",")]
@@ -174,10 +174,11 @@ def test_privileges_reach_other_backends_and_the_log_records_it(
         assert app.execute("SELECT pg_terminate_backend(%s)", (victim_pid,)).fetchone() == (True,)
         with pytest.raises(psycopg.OperationalError):
             victim.execute("SELECT 1")
-    deadline = time.monotonic() + WAIT_S
-    while victim_pid not in terminations_from_log(server.read_log()):
-        assert time.monotonic() < deadline, f"no termination of {victim_pid} in the log"
-        time.sleep(0.05)
+    poll(
+        lambda: True if victim_pid in terminations_from_log(server.read_log()) else None,
+        timeout=WAIT_S,
+        what=f"the termination of {victim_pid} in the server log",
+    )
 
 
 @pytest.mark.docker

@@ -9,7 +9,6 @@ descendant process is left stopped.
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from harness.history import (
 )
 from harness.infra.postgres import PostgresServer
 from harness.infra.toxiproxy import ToxiproxyServer
+from harness.wait import poll
 
 DEADLINE = 15.0
 
@@ -89,13 +89,7 @@ def activity(pg: PostgresServer, pid: int) -> tuple[str | None, str | None] | No
 
 
 def wait_until(cond: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
+    poll(lambda: True if cond() else None, timeout=timeout, what=what, max_interval=0.1)
 
 
 def stopped(pid: int) -> bool:

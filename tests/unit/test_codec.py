@@ -37,12 +37,10 @@ from harness.history import (
     to_json,
 )
 
-JSON_SCALAR = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**53), 2**53), st.text(max_size=8)
-)
+JSON_SCALAR = st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53), st.text(max_size=8))
 
 
-def strategy_for(hint: Any) -> st.SearchStrategy[Any]:  # noqa: PLR0911 — one case per hint
+def strategy_for(hint: Any) -> st.SearchStrategy[Any]:
     """A strategy for values of ``hint``, as the codec reads hints."""
     origin = get_origin(hint)
     if hint is Any:
