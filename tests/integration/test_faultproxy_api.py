@@ -453,6 +453,55 @@ def test_toxics_survive_disable(proxy: Proxy) -> None:
     assert set(proxy.toxics()) == {"latency_downstream"}
 
 
+# -- metrics (-proxy-metrics) -----------------------------------------------------------
+
+
+def _metrics_text(toxiproxy: ToxiproxyServer, method: str = "GET") -> Answer:
+    answer = http(toxiproxy, method, "/metrics")
+    if answer.status == 404:
+        pytest.skip(f"{toxiproxy!r} has no /metrics (started without -proxy-metrics)")
+    return answer
+
+
+def test_metrics_count_both_directions_of_ended_connections(
+    toxiproxy: ToxiproxyServer, proxy: Proxy, echo: EchoServer
+) -> None:
+    """The real server's counters, names, labels and Go number format (1e+06)."""
+    _metrics_text(toxiproxy)
+    piece = b"m" * 62_500
+    with connect(proxy) as sock:
+        for _ in range(16):  # 1,000,000 bytes each way
+            sock.sendall(piece)
+            assert recv_exactly(sock, len(piece)) == piece
+    labels = f'listener="{proxy.listen}",proxy="{proxy.name}",upstream="{echo.address}"}} 1e+06'
+    wanted = [
+        f'toxiproxy_proxy_{kind}_bytes_total{{direction="{direction}",{labels}'
+        for kind in ("received", "sent")
+        for direction in ("downstream", "upstream")
+    ]
+    deadline = time.monotonic() + WAIT
+    while True:
+        answer = _metrics_text(toxiproxy)
+        lines = answer.body.decode().splitlines()
+        if all(line in lines for line in wanted):
+            break
+        if time.monotonic() > deadline:
+            pytest.fail(f"never counted: {[w for w in wanted if w not in lines]}")
+        time.sleep(0.02)
+    assert answer.status == 200
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4; charset=utf-8")
+    assert answer.headers.get("x-toxiproxy-request-id")
+    for name in ("toxiproxy_proxy_received_bytes_total", "toxiproxy_proxy_sent_bytes_total"):
+        assert f"# HELP {name} " in lines and f"# TYPE {name} counter" in lines
+    assert answer.body.endswith(b"\n")
+
+
+def test_metrics_answer_any_method(toxiproxy: ToxiproxyServer) -> None:
+    """The route has no method matcher in the real server (``r.Handle("/metrics", ...)``)."""
+    assert _metrics_text(toxiproxy, "POST").status == 200
+    assert _metrics_text(toxiproxy, "DELETE").status == 200
+
+
 # -- toxics: API ---------------------------------------------------------------------
 
 

@@ -217,3 +217,20 @@ def test_config_with_a_name_twice_counts_the_proxies_that_exist(tmp_path: Path) 
         assert list(proxies) == ["twice"] and proxies["twice"]["upstream"] == "127.0.0.1:9"
     finally:
         assert started.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("flags", "status"),
+    [([], 404), (["-proxy-metrics"], 200), (["-runtime-metrics"], 200)],
+)
+def test_metrics_route_exists_only_with_a_metrics_flag(flags: list[str], status: int) -> None:
+    with serving(*flags) as url:
+        request = urllib.request.Request(f"{url}/metrics")
+        try:
+            with urllib.request.urlopen(request, timeout=WAIT) as r:
+                got, body = r.status, r.read()
+        except urllib.error.HTTPError as err:
+            got, body = err.code, err.read()
+    assert got == status
+    if status == 200:
+        assert body == b""  # nothing has been counted yet (and no Go runtime to report)
