@@ -172,7 +172,8 @@ class Side(asyncio.Protocol):
             await waiter
 
     def finish(self) -> None:
-        """Close this socket once what is buffered is written (an RST if lingering is off)."""
+        """Close this socket once what is buffered is written (an RST if the link started
+        under a ``reset_peer`` toxic: see the module docstring)."""
         transport = self.transport
         if transport is not None and not self.lost:
             transport.close()
@@ -204,7 +205,6 @@ class Link:
         self.client.peer = self.upstream
         self.upstream.peer = self.client
         self.dialling = False
-        self.started = False
         self.closed = False
         self._released = False
         self._labels: tuple[str, str, str] | None = None
@@ -243,7 +243,6 @@ class Link:
     def _start(self) -> None:
         """Splice the two sockets, attach the toxics, then let the held bytes through."""
         client, upstream = self.client, self.upstream
-        self.started = True
         proxy = self.proxy
         self._labels = (proxy.name, proxy.listen, proxy.upstream)
         if proxy.toxics.has_type("reset_peer"):

@@ -7,6 +7,7 @@ import contextlib
 import os
 import socket
 import socketserver
+import sys
 import threading
 import time
 import uuid
@@ -172,3 +173,25 @@ def test_parse_byte_counts_reads_go_numbers_and_adds_series() -> None:
         }
     }
     assert parse_byte_counts("") == {}
+
+
+def test_server_without_metrics_flag_is_started_without_it_and_counts_nothing(
+    tmp_path: Path,
+) -> None:
+    """A toxiproxy-server older than 2.4.0 refuses ``-proxy-metrics`` the way Go's flag
+    package does; the handle starts it again without the flag, and has no counts."""
+    fake = tmp_path / "toxiproxy-server"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'for arg in "$@"; do\n'
+        '  if [ "$arg" = "-proxy-metrics" ]; then\n'
+        '    echo "flag provided but not defined: -proxy-metrics" >&2; exit 2\n'
+        "  fi\n"
+        "done\n"
+        f'exec "{sys.executable}" -m harness.faultproxy "$@"\n'
+    )
+    fake.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "TOXIPROXY_URL"}
+    with ToxiproxyServer(env={**env, "TOXIPROXY_SERVER": str(fake)}) as server:
+        assert server.kind == "toxiproxy-server"
+        assert server.byte_counts() is None
