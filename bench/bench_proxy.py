@@ -211,7 +211,8 @@ def run(progress: Callable[[str], None]) -> dict[str, Any]:
             "proxy.added_p50_vs_real",
             round(added / real_added, 3),
             goal=FLOOR_FACTOR,
-            note="the floor: at most 1.1 times the real server's added p50",
+            note="the floor: at most 1.1 times the real server's added p50"
+            + ("" if side_by_side else f" (its recorded {RECORDED_GOAL_ADDED_US:.0f} us)"),
         ),
         headline(
             "proxy.bulk_share",
