@@ -1,22 +1,34 @@
-"""What a fault proxy costs PostgreSQL traffic: faultproxy against a direct connection.
+"""What a fault proxy costs PostgreSQL traffic: faultproxy against a direct connection,
+and against a real ``toxiproxy-server`` (measured beside it when there is one, else
+its figures recorded on this machine).
 
 Side by side in one run, on one throwaway ``LocalCluster``:
 
-- ``SELECT 1`` round trips (after a warm-up), direct and through faultproxy
-  with no toxic, in interleaved blocks (ABAB) so that drift hits both alike:
-  p50s and ``added_us_p50``;
+- ``SELECT 1`` round trips (after a warm-up), direct and through each proxy with
+  no toxic, in interleaved blocks (ABAB) so that drift hits all alike: p50s and
+  the p50 each proxy adds over direct; the spread is the quartiles of the added
+  p50 over the blocks;
 - a bulk read of about 100 MB (``COPY (SELECT ... generate_series) TO STDOUT``),
-  direct and proxied, interleaved likewise: MB/s and ``throughput_share``.
+  direct and proxied, interleaved likewise: MB/s and the share of direct kept.
 
-If a real ``toxiproxy-server`` is available (``TOXIPROXY_SERVER`` or ``PATH``)
-it is measured in the same run and the ratios against it are reported.
-Floors: added p50 < 150 µs, throughput share >= 0.40 (``floor_ok``).
+The real server. None can be installed on this machine, so unless one is on
+``PATH`` or at ``TOXIPROXY_SERVER`` (then it is measured in the same run, and its
+figures are the goals) the goals are what toxiproxy-server 2.8.0 did here, side
+by side with faultproxy, earlier (``RECORDED_REAL``): +94 to +107 µs at p50 over
+a direct p50 of 65 to 84 µs, and 0.62 to 0.96 of direct's bulk throughput.
+The headline names which it is. Those recorded figures come from a busier time
+of this shared machine (direct was 65 to 84 µs; see the run's own direct p50 in
+its headline), so a goal met against them is only as good as that comparison.
+
+Goals (``bench.goals``): faultproxy adds no more at p50 than the real server
+(about 95 µs here), with a floor of 1.1 times it; and keeps at least the real
+server's share of bulk throughput (measured beside it, or 0.79, the middle of
+its recorded 0.62 to 0.96; the note says how the run compares with its best).
 
 Reading the figures: on a 2-core machine the direct p50 is bimodal from run to
-run (about 30 or about 80 µs, depending on where the scheduler has put the
-client and its backend), so ``added_us_p50`` can come out near zero in a run
-where the direct figure is the slow one; ``faultproxy_p50_us`` (the absolute
-proxied p50) is the steadier number to compare across runs.
+run (about 20 or about 30 µs lately, depending on where the scheduler has put
+the client and its backend), and the bulk figures vary by tens of percent from
+run to run; compare several runs.
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ from typing import Any
 
 import psycopg
 
+from bench.goals import headline
 from harness.infra.postgres import LocalCluster
 from harness.infra.toxiproxy import ServerKind, ToxiproxyServer
 
@@ -39,9 +52,18 @@ BLOCK = 250
 WARMUP = 500
 BULK_ROWS = 100_000
 ROW_BYTES = 1000
-BULK_REPEATS = 3
-FLOOR_ADDED_US = 150.0
-FLOOR_SHARE = 0.40
+BULK_REPEATS = 9
+FLOOR_FACTOR = 1.10
+
+RECORDED_REAL: dict[str, Any] = {
+    "version": "2.8.0",
+    "added_us_p50": (94.0, 107.0),
+    "direct_p50_us": (65.0, 84.0),
+    "throughput_share": (0.62, 0.96),
+}
+"""toxiproxy-server 2.8.0 measured on this machine beside faultproxy (several runs)."""
+RECORDED_GOAL_ADDED_US = 95.0
+"""The brief's "about 95 µs over direct": the low end of the recorded range."""
 
 COPY_SQL = f"COPY (SELECT repeat('x', {ROW_BYTES}) FROM generate_series(1, {BULK_ROWS})) TO STDOUT"
 
@@ -66,23 +88,21 @@ def _bulk(conn: psycopg.Connection[Any]) -> float:
     return total / elapsed / 1e6
 
 
-def _p50(samples: list[float]) -> float:
-    return statistics.median(samples)
-
-
 def _measure(
     dsns: dict[str, str], progress: Callable[[str], None]
-) -> tuple[dict[str, float], dict[str, float]]:
-    """p50 µs of SELECT 1 and median MB/s of the bulk read, per subject, interleaved."""
+) -> tuple[dict[str, list[list[float]]], dict[str, list[float]]]:
+    """Per subject: the SELECT 1 samples (µs) of each block, and the MB/s of each bulk read."""
     conns = {name: psycopg.connect(dsn, autocommit=True) for name, dsn in dsns.items()}
     try:
-        samples: dict[str, list[float]] = {name: [] for name in conns}
+        blocks: dict[str, list[list[float]]] = {name: [] for name in conns}
         for conn in conns.values():
             _select_block(conn, WARMUP, [])
         progress(f"SELECT 1 x {ROUND_TRIPS} per subject, blocks of {BLOCK}, interleaved")
         for _ in range(ROUND_TRIPS // BLOCK):
             for name, conn in conns.items():
-                _select_block(conn, BLOCK, samples[name])
+                block: list[float] = []
+                _select_block(conn, BLOCK, block)
+                blocks[name].append(block)
         rates: dict[str, list[float]] = {name: [] for name in conns}
         for conn in conns.values():
             _bulk(conn)  # warm-up
@@ -90,10 +110,7 @@ def _measure(
         for _ in range(BULK_REPEATS):
             for name, conn in conns.items():
                 rates[name].append(_bulk(conn))
-        return (
-            {name: _p50(s) for name, s in samples.items()},
-            {name: statistics.median(r) for name, r in rates.items()},
-        )
+        return blocks, rates
     finally:
         for conn in conns.values():
             conn.close()
@@ -101,6 +118,18 @@ def _measure(
 
 def _real_server_available() -> bool:
     return bool(os.environ.get("TOXIPROXY_SERVER") or shutil.which("toxiproxy-server"))
+
+
+def _quartiles(xs: list[float]) -> tuple[float, float]:
+    q = statistics.quantiles(xs, n=4)
+    return q[0], q[2]
+
+
+def _added_per_block(blocks: dict[str, list[list[float]]], kind: str) -> list[float]:
+    return [
+        statistics.median(mine) - statistics.median(direct)
+        for mine, direct in zip(blocks[kind], blocks["direct"], strict=True)
+    ]
 
 
 def run(progress: Callable[[str], None]) -> dict[str, Any]:
@@ -118,36 +147,109 @@ def run(progress: Callable[[str], None]) -> dict[str, Any]:
             proxy = server.create_proxy(f"bench_{kind.replace('-', '_')}", (pg.host, pg.port))
             dsns[kind] = pg.dsn(host=proxy.host, port=proxy.port)
         progress(f"subjects: {', '.join(dsns)}")
-        p50, rate = _measure(dsns, progress)
+        blocks, rates = _measure(dsns, progress)
 
+    p50 = {name: statistics.median([x for b in bs for x in b]) for name, bs in blocks.items()}
+    rate = {name: statistics.median(r) for name, r in rates.items()}
     figures: dict[str, Any] = {
         "round_trips": ROUND_TRIPS,
         "bulk_mb": BULK_ROWS * ROW_BYTES / 1e6,
+        "bulk_repeats": BULK_REPEATS,
         "direct_p50_us": round(p50["direct"], 1),
         "direct_mb_s": round(rate["direct"], 1),
         "versions": versions,
+        "recorded_real": RECORDED_REAL,
     }
     for kind in kinds:
         key = "faultproxy" if kind == "faultproxy" else "toxiproxy"
+        low, high = _quartiles(_added_per_block(blocks, kind))
         figures[f"{key}_p50_us"] = round(p50[kind], 1)
         figures[f"{key}_added_us_p50"] = round(p50[kind] - p50["direct"], 1)
+        figures[f"{key}_added_us_per_block_q1_q3"] = [round(low, 1), round(high, 1)]
         figures[f"{key}_mb_s"] = round(rate[kind], 1)
         figures[f"{key}_throughput_share"] = round(rate[kind] / rate["direct"], 3)
-    figures["added_us_p50"] = figures["faultproxy_added_us_p50"]
-    figures["throughput_share"] = figures["faultproxy_throughput_share"]
-    if "toxiproxy-server" in kinds:
-        figures["added_us_ratio_vs_toxiproxy"] = round(
-            figures["faultproxy_added_us_p50"] / max(figures["toxiproxy_added_us_p50"], 0.1), 2
-        )
+        figures[f"{key}_throughput_share_min_max"] = [
+            round(min(rates[kind]) / rate["direct"], 3),
+            round(max(rates[kind]) / rate["direct"], 3),
+        ]
+    added = figures["faultproxy_added_us_p50"]
+    share = figures["faultproxy_throughput_share"]
+    figures["added_us_p50"] = added
+    figures["throughput_share"] = share
+
+    side_by_side = "toxiproxy-server" in kinds
+    if side_by_side:
+        real_added = max(figures["toxiproxy_added_us_p50"], 0.1)
+        real_share = figures["toxiproxy_throughput_share"]
+        against = f"toxiproxy-server {versions['toxiproxy-server']} measured side by side"
+        figures["added_us_ratio_vs_toxiproxy"] = round(added / real_added, 2)
         figures["throughput_ratio_vs_toxiproxy"] = round(
             rate["faultproxy"] / rate["toxiproxy-server"], 3
         )
-    figures["floor"] = {"added_us_p50_max": FLOOR_ADDED_US, "throughput_share_min": FLOOR_SHARE}
-    figures["floor_ok"] = (
-        figures["added_us_p50"] < FLOOR_ADDED_US and figures["throughput_share"] >= FLOOR_SHARE
-    )
+    else:
+        real_added = RECORDED_GOAL_ADDED_US
+        real_share = statistics.mean(RECORDED_REAL["throughput_share"])
+        against = (
+            f"no real server here: toxiproxy-server {RECORDED_REAL['version']}'s figure recorded "
+            f"on this machine (+94-107 us over a direct p50 of 65-84 us then; "
+            f"{figures['direct_p50_us']} us in this run)"
+        )
+    figures["goal_against"] = against
+    figures["floor"] = {"added_us_p50_max": round(FLOOR_FACTOR * real_added, 1)}
+    figures["floor_ok"] = added <= FLOOR_FACTOR * real_added
+    q1, q3 = figures["faultproxy_added_us_per_block_q1_q3"]
+    low_share, high_share = figures["faultproxy_throughput_share_min_max"]
+    figures["headlines"] = [
+        headline(
+            "proxy.added_p50_us",
+            added,
+            goal=round(real_added, 1),
+            unit="us",
+            note=f"faultproxy over direct; per block q1-q3 {q1}-{q3} us; goal: {against}",
+        ),
+        headline(
+            "proxy.added_p50_vs_real",
+            round(added / real_added, 3),
+            goal=FLOOR_FACTOR,
+            note="the floor: at most 1.1 times the real server's added p50"
+            + ("" if side_by_side else f" (its recorded {RECORDED_GOAL_ADDED_US:.0f} us)"),
+        ),
+        headline(
+            "proxy.bulk_share",
+            share,
+            goal=round(real_share, 3),
+            op=">=",
+            note=(
+                f"of direct's {figures['direct_mb_s']} MB/s, median of {BULK_REPEATS} "
+                f"(min-max {low_share}-{high_share}); goal: the real server's share"
+                + (
+                    ""
+                    if side_by_side
+                    else f", the middle of its recorded 0.62-0.96 "
+                    f"({'at or above' if share >= 0.96 else 'below'} its best, 0.96)"
+                )
+            ),
+        ),
+        headline(
+            "proxy.direct_p50_us",
+            figures["direct_p50_us"],
+            op="info",
+            unit="us",
+            note="the baseline both are measured over",
+        ),
+    ]
+    if side_by_side:
+        figures["headlines"].append(
+            headline(
+                "proxy.toxiproxy_added_p50_us",
+                figures["toxiproxy_added_us_p50"],
+                op="info",
+                unit="us",
+                note=f"toxiproxy-server {versions['toxiproxy-server']}, same run",
+            )
+        )
     progress(
-        f"faultproxy adds {figures['added_us_p50']} µs at p50, "
-        f"keeps {figures['throughput_share']:.0%} of direct throughput"
+        f"faultproxy adds {added} µs at p50 and keeps {share:.0%} of direct throughput "
+        f"(against {against})"
     )
     return figures

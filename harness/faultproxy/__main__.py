@@ -6,6 +6,7 @@ import asyncio
 import sys
 
 from . import VERSION
+from ._alloc import tune_allocator
 from ._flags import USAGE, FlagError, parse
 from ._loop import new_event_loop
 from ._server import StartupError, run
@@ -23,6 +24,7 @@ def main(argv: list[str]) -> int:
     if opts.version:
         print(VERSION)
         return 0
+    tune_allocator()
     try:
         with asyncio.Runner(loop_factory=lambda: new_event_loop(opts.spin_us)) as runner:
             runner.run(run(opts))

@@ -40,7 +40,7 @@ class Stage(Protocol):
 
     def drop(self) -> None: ...
 
-    def close(self, reset: bool = False) -> None: ...
+    def close(self) -> None: ...
 
 
 async def noop(st: Stage) -> None:
@@ -130,7 +130,12 @@ async def timeout(st: Stage) -> None:
 
 
 async def reset_peer(st: Stage) -> None:
-    """After the first chunk (or the end), wait ``timeout`` ms, then close with a TCP RST."""
+    """After the first chunk (or the end), wait ``timeout`` ms, then close the connection.
+
+    The close is an RST because the link set ``SO_LINGER`` 0 when it started with
+    this toxic present (see ``_link``); on a link that was already running when the
+    toxic was added it is a FIN, as measured on the real server.
+    """
     fired = st.state.get("fired")
     if fired is None:
         await st.get()
@@ -139,7 +144,7 @@ async def reset_peer(st: Stage) -> None:
     wait = fired + st.attrs["timeout"] / 1000.0 - st.now()
     if wait > 0:
         await asyncio.sleep(wait)
-    st.close(reset=True)
+    st.close()
 
 
 def slice_points(length: int, average: int, variation: int, rng: random.Random) -> list[int]:

@@ -14,12 +14,13 @@ class Chunk:
 
 
 class End:
-    """The stream is over: close the destination (with a TCP RST when ``reset``)."""
+    """The stream is over: close the destination.
 
-    __slots__ = ("reset",)
+    A close is a TCP RST only on a link that started while the proxy had a
+    ``reset_peer`` toxic (``SO_LINGER`` 0, set by ``_link``), as in the real server.
+    """
 
-    def __init__(self, reset: bool = False) -> None:
-        self.reset = reset
+    __slots__ = ()
 
 
 Item = Chunk | End

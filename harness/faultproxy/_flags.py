@@ -2,8 +2,10 @@
 
 ``-name value``, ``-name=value`` and ``--name`` forms; parsing stops at ``--``
 or the first non-flag argument, and leftover arguments are an error here.
-``-spin-us`` is faultproxy's own (see ``_loop``); ``-proxy-metrics`` and
-``-runtime-metrics`` are accepted and ignored, for drop-in command lines.
+``-spin-us`` is faultproxy's own (see ``_loop``). ``-proxy-metrics`` counts
+bytes per proxy and direction on ``/metrics`` as the real server does (see
+``_metrics``); ``-runtime-metrics`` makes ``/metrics`` exist, but faultproxy has
+no Go runtime to report, so it adds no series of its own.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from ._loop import DEFAULT_SPIN_US
 
 USAGE = (
     "usage: python -m harness.faultproxy [-host HOST] [-port PORT] [-config FILE] "
-    "[-seed N] [-spin-us N] [-version]"
+    "[-seed N] [-proxy-metrics] [-runtime-metrics] [-spin-us N] [-version]"
 )
 
 
@@ -30,6 +32,8 @@ class Options:
     config: str = ""
     seed: int = 0
     spin_us: int = DEFAULT_SPIN_US
+    proxy_metrics: bool = False
+    runtime_metrics: bool = False
     version: bool = False
     help: bool = False
 
@@ -76,6 +80,10 @@ def parse(argv: list[str]) -> Options:
                 opts.help = flag
             elif name == "version":
                 opts.version = flag
+            elif name == "proxy-metrics":
+                opts.proxy_metrics = flag
+            else:
+                opts.runtime_metrics = flag
             continue
         if name not in _VALUED:
             raise FlagError(f"flag provided but not defined: -{name}")

@@ -1,14 +1,22 @@
 """A small HTTP/1.1 server on asyncio streams: enough for the Toxiproxy API.
 
-Keep-alive, ``Content-Length`` and chunked request bodies. Every response
-carries ``X-Toxiproxy-Request-Id``. Malformed requests get a plain 400 and the
-connection is closed, as Go's server does.
+Keep-alive, ``Content-Length`` and chunked request bodies. Headers are the
+handler's: the API adds ``X-Toxiproxy-Request-Id`` to the answers of its routes
+(see ``_api``), in the shape the real server's ids have (:func:`request_id`).
+Malformed requests get a plain 400 and the connection is closed, as Go's server
+does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import itertools
+import os
 import secrets
+import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -46,8 +54,23 @@ class BadRequest(Exception):
     pass
 
 
+_MACHINE = hashlib.md5(socket.gethostname().encode(), usedforsecurity=False).digest()[:3]
+_COUNTER = itertools.count(int.from_bytes(secrets.token_bytes(3), "big"))
+
+
 def request_id() -> str:
-    return secrets.token_hex(10)
+    """A new id shaped like the real server's (an ``xid``: 20 base32hex characters).
+
+    Twelve bytes: the time in seconds, a machine id, the process id and a counter,
+    so ids sort by time as the real ones do.
+    """
+    raw = (
+        int(time.time()).to_bytes(4, "big")
+        + _MACHINE
+        + (os.getpid() & 0xFFFF).to_bytes(2, "big")
+        + (next(_COUNTER) & 0xFFFFFF).to_bytes(3, "big")
+    )
+    return base64.b32hexencode(raw).decode("ascii").rstrip("=").lower()
 
 
 async def _read_line(reader: asyncio.StreamReader) -> bytes:
@@ -125,7 +148,7 @@ async def read_request(
 def render(response: Response) -> bytes:
     reason = HTTPStatus(response.status).phrase
     lines = [f"HTTP/1.1 {response.status} {reason}"]
-    headers = {"X-Toxiproxy-Request-Id": request_id(), **response.headers}
+    headers = dict(response.headers)
     if response.content_type is not None:
         headers["Content-Type"] = response.content_type
     headers["Date"] = formatdate(usegmt=True)
@@ -179,10 +202,10 @@ async def _serve_connection(
         writer.close()
 
 
-async def serve(handler: Handler, host: str, port: int) -> asyncio.Server:
-    """Start answering HTTP on ``host:port`` with ``handler``."""
+async def serve(handler: Handler, sock: socket.socket) -> asyncio.Server:
+    """Start answering HTTP on the listening socket ``sock`` with ``handler``."""
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _serve_connection(handler, reader, writer)
 
-    return await asyncio.start_server(on_connection, host, port, limit=MAX_LINE)
+    return await asyncio.start_server(on_connection, sock=sock, limit=MAX_LINE)

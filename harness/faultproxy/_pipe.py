@@ -41,7 +41,7 @@ class Dest(Protocol):
 
     async def drained(self) -> None: ...
 
-    def finish(self, reset: bool) -> None: ...
+    def finish(self) -> None: ...
 
 
 class Sink:
@@ -66,7 +66,7 @@ class Sink:
                 self.dest.send(item.data)
             else:
                 self.done = True
-                self.dest.finish(item.reset)
+                self.dest.finish()
             return
         self.queue.append(item)
         self.pipe.account(size(item))
@@ -85,7 +85,7 @@ class Sink:
                 else:
                     self.done = True
                     self.queue.clear()
-                    self.dest.finish(item.reset)
+                    self.dest.finish()
         finally:
             self._task = None
 
@@ -147,11 +147,11 @@ class Stage:
     def drop(self) -> None:
         self.holding = None
 
-    def close(self, reset: bool = False) -> None:
+    def close(self) -> None:
         self.holding = None
         self.closed = True
         self._discard_queue()
-        self.next.push(End(reset))
+        self.next.push(End())
 
     # -- the pipe's view ------------------------------------------------------
     def push(self, item: Item) -> None:

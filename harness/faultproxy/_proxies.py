@@ -8,6 +8,7 @@ from typing import Any
 from . import _decode as decode
 from ._addr import resolve_listen
 from ._errors import ApiError, bad_request, missing_field, proxy_exists, proxy_not_found
+from ._metrics import ByteCounters
 from ._proxy import Proxy
 
 
@@ -71,10 +72,14 @@ def parse_populate(body: bytes) -> list[ProxySpec]:
 
 
 class ProxyCollection:
-    """The server's proxies. Callers serialise mutations (the API holds one lock)."""
+    """The server's proxies. Callers serialise mutations (the API holds one lock).
 
-    def __init__(self) -> None:
+    ``metrics`` is the server's byte counters when it counts (``-proxy-metrics``).
+    """
+
+    def __init__(self, metrics: ByteCounters | None = None) -> None:
         self.proxies: dict[str, Proxy] = {}
+        self.metrics = metrics
 
     def get(self, name: str) -> Proxy:
         proxy = self.proxies.get(name)
@@ -85,7 +90,7 @@ class ProxyCollection:
     async def add(self, spec: ProxySpec) -> Proxy:
         if spec.name in self.proxies:
             raise proxy_exists()
-        proxy = Proxy(spec.name, spec.listen, spec.upstream)
+        proxy = Proxy(spec.name, spec.listen, spec.upstream, self.metrics)
         if spec.enabled:
             await proxy.start()
         self.proxies[spec.name] = proxy
@@ -107,7 +112,7 @@ class ProxyCollection:
                     done.append(existing)
                     continue
                 existing.stop()
-            proxy = Proxy(spec.name, spec.listen, spec.upstream)
+            proxy = Proxy(spec.name, spec.listen, spec.upstream, self.metrics)
             if spec.enabled:
                 try:
                     await proxy.start()

@@ -7,17 +7,25 @@ from typing import Any
 
 from ._addr import bind_listener
 from ._link import Link
+from ._metrics import ByteCounters
 from ._toxicset import ToxicSet
 
 
 class Proxy:
-    """Listens on ``listen`` and splices each client to ``upstream`` while enabled."""
+    """Listens on ``listen`` and splices each client to ``upstream`` while enabled.
 
-    def __init__(self, name: str, listen: str, upstream: str) -> None:
+    ``metrics``, when the server counts bytes (``-proxy-metrics``), receives each
+    connection's counts when it ends.
+    """
+
+    def __init__(
+        self, name: str, listen: str, upstream: str, metrics: ByteCounters | None = None
+    ) -> None:
         self.name = name
         self.listen = listen
         self.upstream = upstream
         self.enabled = False
+        self.metrics = metrics
         self.toxics = ToxicSet()
         self.links: set[Link] = set()
         self._server: asyncio.Server | None = None

@@ -35,6 +35,10 @@ class ToxicSet:
                 return toxic
         return None
 
+    def has_type(self, type_name: str) -> bool:
+        """Whether any toxic of the proxy, in either direction, is of this type."""
+        return any(toxic.kind.name == type_name for toxic in self.all())
+
     def get(self, name: str) -> Toxic:
         toxic = self.find(name)
         if toxic is None:

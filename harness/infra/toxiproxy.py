@@ -9,7 +9,11 @@ Which server (first that applies):
 A started server listens on a free 127.0.0.1 port, is ready once ``/version``
 answers (polled under a deadline; :class:`~harness.errors.ProxyServerUnavailable`
 otherwise, with the server's own output), and is terminated and reaped when
-the ``with`` block ends, however it ends.
+the ``with`` block ends, however it ends. It is started with ``-proxy-metrics``
+(Toxiproxy 2.4.0 and later; an older ``toxiproxy-server`` that refuses the flag
+is started without it), so that :meth:`ToxiproxyServer.byte_counts` can tell
+what each proxy moved: the harness's check on itself, to tell its own failure
+(bytes the proxy never passed on) from the client's.
 
 ``toxiproxy-python`` keeps the server's host and port in class attributes and
 sends requests through the ``requests`` module with no timeout. Every call is
@@ -56,6 +60,8 @@ from harness.infra.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ServerKind = Literal["external", "toxiproxy-server", "faultproxy"]
+Direction = Literal["upstream", "downstream"]
+METRICS_FLAG = "-proxy-metrics"
 
 _LIBRARY = threading.RLock()
 _NAME = re.compile(r"^[A-Za-z0-9_.~-]+$")
@@ -136,6 +142,60 @@ class Toxic:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Toxic:
         return cls.from_library(LibraryToxic(**data))
+
+
+@dataclass(frozen=True)
+class ByteCounts:
+    """What one proxy moved in one direction, over its connections that have ended.
+
+    ``received``: bytes read from the direction's source (the client for
+    ``upstream``, the upstream server for ``downstream``); ``sent``: bytes written
+    to its destination. They differ when a toxic drops or cuts data.
+    """
+
+    received: int = 0
+    sent: int = 0
+
+
+_SAMPLE = re.compile(r"^(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)\{(?P<labels>.*)\}\s+(?P<value>\S+)")
+_LABEL = re.compile(r'(?P<key>[A-Za-z_][A-Za-z0-9_]*)="(?P<value>(?:[^"\\]|\\.)*)"')
+_BYTE_METRICS = {
+    "toxiproxy_proxy_received_bytes_total": "received",
+    "toxiproxy_proxy_sent_bytes_total": "sent",
+}
+
+
+def _unescape(value: str) -> str:
+    return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), value)
+
+
+def parse_byte_counts(text: str) -> dict[str, dict[Direction, ByteCounts]]:
+    """Per proxy name and direction, the byte counters in a Prometheus text exposition.
+
+    Series of one proxy under other ``listener`` / ``upstream`` labels (it was
+    moved, or deleted and made again) are added together. Both directions are
+    present for every proxy that appears.
+    """
+    totals: dict[str, dict[Direction, dict[str, int]]] = {}
+    for line in text.splitlines():
+        found = _SAMPLE.match(line)
+        if found is None or found.group("name") not in _BYTE_METRICS:
+            continue
+        labels = {
+            m.group("key"): _unescape(m.group("value"))
+            for m in _LABEL.finditer(found.group("labels"))
+        }
+        direction = labels.get("direction")
+        if direction not in ("upstream", "downstream") or "proxy" not in labels:
+            continue
+        per = totals.setdefault(labels["proxy"], {"upstream": {}, "downstream": {}})
+        field_name = _BYTE_METRICS[found.group("name")]
+        counts = per["upstream" if direction == "upstream" else "downstream"]
+        counts[field_name] = counts.get(field_name, 0) + int(float(found.group("value")))
+    return {
+        name: {direction: ByteCounts(**counts) for direction, counts in per.items()}
+        for name, per in totals.items()
+    }
 
 
 def _split_address(address: str) -> tuple[str, int]:
@@ -344,21 +404,27 @@ class ToxiproxyServer:
     ) -> None:
         self._stack.close()
 
-    def _command(self, kind: ServerKind, target: str, port: int) -> list[str]:
+    def _command(self, kind: ServerKind, target: str, port: int, metrics: bool) -> list[str]:
         flags = ["-host", "127.0.0.1", "-port", str(port)]
+        if metrics:
+            flags.append(METRICS_FLAG)
         if kind == "toxiproxy-server":
             return [target, *flags]
         return [target, "-m", "harness.faultproxy", *flags]
 
     def _start(self, kind: ServerKind, target: str, attempts: int = 3) -> None:
-        """Start the server on a free port; try another port if it lost the race for one."""
+        """Start the server on a free port; try another port if it lost the race for one,
+        and once without ``-proxy-metrics`` if the server does not know the flag."""
         env = dict(self._env)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        for attempt in range(1, attempts + 1):
+        metrics = True
+        attempt = 0
+        while True:
+            attempt += 1
             log: IO[bytes] = self._stack.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
             self.host, self.port = "127.0.0.1", free_port()
             process = subprocess.Popen(
-                self._command(kind, target, self.port),
+                self._command(kind, target, self.port, metrics),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -371,7 +437,11 @@ class ToxiproxyServer:
                 self._wait_ready(process, log)
                 return
             except ProxyServerUnavailable:
-                if attempt == attempts or process.poll() is None or "in use" not in _tail(log):
+                said = _tail(log)
+                if metrics and process.poll() is not None and METRICS_FLAG in said:
+                    metrics = False  # before 2.4.0: no byte counters to be had
+                    continue
+                if attempt >= attempts or process.poll() is None or "in use" not in said:
                     raise
 
     def _wait_ready(self, process: subprocess.Popen[bytes] | None, log: IO[bytes] | None) -> None:
@@ -480,6 +550,22 @@ class ToxiproxyServer:
     def delete_proxy(self, name: str) -> None:
         with self.bound():
             APIConsumer.delete(f"/proxies/{name}")
+
+    def byte_counts(self) -> dict[str, dict[Direction, ByteCounts]] | None:
+        """Bytes each proxy moved, per direction, as the server counts them; ``None`` when
+        it does not (no ``/metrics``: an external server started without
+        ``-proxy-metrics``, or one older than 2.4.0).
+
+        Toxiproxy adds a connection's bytes when that connection ends, so a
+        connection still open is not counted yet: close it, then wait for the
+        counts. A proxy appears once one of its connections has ended; its counts
+        stay after it is deleted.
+        """
+        try:
+            answer = self._requests.get(f"{self.url}/metrics")
+        except ToxiproxyNotFound:
+            return None
+        return parse_byte_counts(answer.text)
 
 
 def _tail(log: IO[bytes] | None, limit: int = 2000) -> str:

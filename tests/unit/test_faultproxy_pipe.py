@@ -15,7 +15,7 @@ WAIT = 5.0
 class FakeDest:
     def __init__(self) -> None:
         self.data = bytearray()
-        self.finished: bool | None = None  # the reset flag once finished
+        self.finished = False
         self.write_paused = False
 
     def send(self, data: bytes) -> None:
@@ -24,8 +24,8 @@ class FakeDest:
     async def drained(self) -> None:
         return None
 
-    def finish(self, reset: bool) -> None:
-        self.finished = reset
+    def finish(self) -> None:
+        self.finished = True
 
 
 class FakeSource:
@@ -68,7 +68,7 @@ def test_no_stage_writes_through() -> None:
         pipe, _, dest = make()
         pipe.feed(b"abc")
         pipe.end()
-        assert dest.data == b"abc" and dest.finished is False
+        assert dest.data == b"abc" and dest.finished
 
     run(body)
 
@@ -97,7 +97,7 @@ def test_removing_an_acting_timeout_closes() -> None:
         pipe.feed(b"dropped")
         await until(lambda: not pipe.stages[0].queue, "the chunk to be taken")
         pipe.remove(hold)
-        assert dest.data == b"" and dest.finished is False
+        assert dest.data == b"" and dest.finished
 
     run(body)
 
@@ -110,9 +110,9 @@ def test_timeout_swallows_the_end_until_removed() -> None:
         pipe.feed(b"dropped")
         pipe.end()
         await until(lambda: not pipe.stages[0].queue, "the end to be taken")
-        assert dest.finished is None
+        assert not dest.finished
         pipe.remove(hold)
-        assert dest.data == b"" and dest.finished is False
+        assert dest.data == b"" and dest.finished
 
     run(body)
 
@@ -127,20 +127,20 @@ def test_limit_data_count_survives_update() -> None:
         limit.attributes, limit.toxicity = parse_update(limit, b'{"attributes": {"bytes": 8}}')
         pipe.update(limit)
         pipe.feed(b"789abc")
-        await until(lambda: dest.finished is not None, "the close")
+        await until(lambda: dest.finished, "the close")
         assert dest.data == b"12345678"
 
     run(body)
 
 
-def test_stages_apply_in_insertion_order_and_reset_peer_resets() -> None:
+def test_stages_apply_in_insertion_order_and_reset_peer_closes() -> None:
     async def body() -> None:
         pipe, _, dest = make()
         pipe.add(toxic('{"type": "noop"}'))
         pipe.add(toxic('{"type": "reset_peer", "attributes": {"timeout": 0}}'))
         pipe.feed(b"x")
-        await until(lambda: dest.finished is not None, "the reset")
-        assert dest.finished is True and dest.data == b""
+        await until(lambda: dest.finished, "the close")
+        assert dest.data == b""
 
     run(body)
 
