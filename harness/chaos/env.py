@@ -63,6 +63,7 @@ class LiveRun:
 
     def apply(self, step: Step) -> None:
         self.steps.append(step)
+        self.interpreter.history.step(len(self.steps), step.describe())
         self.interpreter.apply(step)
 
     def snapshot(self) -> Run:

@@ -38,6 +38,7 @@ from harness.history.events import (
     OpType,
     ReapEvent,
     ReapResult,
+    StepEvent,
     WorkerEvent,
     WorkerF,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "ReapEvent",
     "ReapResult",
     "Sample",
+    "StepEvent",
     "WorkerEvent",
     "WorkerF",
     "dumps",

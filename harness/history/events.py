@@ -160,7 +160,22 @@ class ForeignEvent:
     type: Literal["foreign"] = "foreign"
 
 
-Event: TypeAlias = OpEvent | FaultEvent | WorkerEvent | BackendEvent | ReapEvent | ForeignEvent
+@dataclass(frozen=True, slots=True)
+class StepEvent:
+    """The schedule began step ``n`` (1-based), described in words, at ``time``."""
+
+    n: int
+    text: str
+    time: float
+    wall: float
+    worker: str | None = None
+    """Always None: a step is the schedule's, not one worker's (every event has ``worker``)."""
+    type: Literal["step"] = "step"
+
+
+Event: TypeAlias = (
+    OpEvent | FaultEvent | WorkerEvent | BackendEvent | ReapEvent | ForeignEvent | StepEvent
+)
 EVENT_TYPES: tuple[type[Event], ...] = (
     OpEvent,
     FaultEvent,
@@ -168,4 +183,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     BackendEvent,
     ReapEvent,
     ForeignEvent,
+    StepEvent,
 )

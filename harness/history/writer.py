@@ -37,6 +37,7 @@ from harness.history.events import (
     OpF,
     ReapEvent,
     ReapResult,
+    StepEvent,
     WorkerEvent,
     WorkerF,
 )
@@ -278,6 +279,15 @@ class HistoryWriter:
             time=t,
             wall=w,
         )
+        self.append(ev)
+        return ev
+
+    def step(
+        self, n: int, text: str, *, time: float | None = None, wall: float | None = None
+    ) -> StepEvent:
+        """Record that schedule step ``n`` begins."""
+        t, w = self._times(time, wall)
+        ev = StepEvent(n=n, text=text, time=t, wall=w)
         self.append(ev)
         return ev
 
