@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from harness.lease.errors import ConfigError
+from harness.lease.token import js_utf8
 
 AUTO: Final = -1.0
 """Default of the margins: derive the value from ``lease_ttl``."""
@@ -101,7 +102,8 @@ class LeaseConfig:
         if not isinstance(self.service, str) or not self.service:
             raise ConfigError("service must be a non-empty string")
         secret = self.secret
-        raw = secret.encode("utf-8") if isinstance(secret, str) else secret
+        # As pg-aequor counts it: Buffer.byteLength(secret, 'utf8') (see token.js_utf8).
+        raw = js_utf8(secret) if isinstance(secret, str) else secret
         if not isinstance(raw, bytes | bytearray) or len(raw) < MIN_SECRET_BYTES:
             raise ConfigError(f"secret must be at least {MIN_SECRET_BYTES} bytes")
         _check_range("min_idle", self.min_idle, 0.0, _DAY)
@@ -139,7 +141,7 @@ class LeaseConfig:
     @property
     def secret_bytes(self) -> bytes:
         s = self.secret
-        return s.encode("utf-8") if isinstance(s, str) else bytes(s)
+        return js_utf8(s) if isinstance(s, str) else bytes(s)
 
 
 def _check_range(
