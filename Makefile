@@ -6,9 +6,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup postgres test test-fast test-containers chaos bench replay nightly lint typecheck clean
+NODE_DRIVERS := harness/drivers/node
+NODE_STAMP   := $(NODE_DRIVERS)/node_modules/.package-lock.json
 
-setup: $(STAMP) postgres
+.PHONY: setup postgres node-drivers test test-fast test-containers chaos bench replay nightly \
+	lint typecheck clean
+
+setup: $(STAMP) postgres node-drivers
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +22,17 @@ $(STAMP): pyproject.toml Makefile
 
 postgres:
 	@scripts/ensure-postgres.sh
+
+# npm's pg for the pg-aequor interop tests (tests/integration/test_lease_interop.py),
+# exactly as locked. Without npm the step says so and those tests skip.
+node-drivers: $(NODE_STAMP)
+
+$(NODE_STAMP): $(NODE_DRIVERS)/package.json $(NODE_DRIVERS)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(NODE_DRIVERS) && npm ci --no-audit --no-fund --loglevel=error; \
+	else \
+		echo "npm not found: skipping $(NODE_DRIVERS) (the pg-aequor interop tests will skip)"; \
+	fi
 
 # The whole suite. pytest's own exit status is kept: 5 (no tests collected) fails.
 test: setup
@@ -58,4 +73,4 @@ typecheck: setup
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(NODE_DRIVERS)/node_modules

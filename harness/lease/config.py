@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from harness.lease.errors import ConfigError
+from harness.lease.token import js_utf8
 
 AUTO: Final = -1.0
 """Default of the margins: derive the value from ``lease_ttl``."""
@@ -73,6 +74,13 @@ class LeaseConfig:
     """Chance that a due pass runs when the client connects or renews its lease."""
     lock_namespace: int = 0x6C656173  # "leas"
     """First key of ``pg_try_advisory_xact_lock(namespace, hashtext(service))``."""
+    aequor_lock_namespace: int | None = 0x50474151  # "PGAQ": pg-aequor's Reaper.LOCK_NS
+    """pg-aequor's namespace: a leading pass also takes
+    ``pg_try_advisory_xact_lock(aequor_lock_namespace, hashtext(service))``, without
+    waiting and without needing it, so pg-aequor reapers of the service (which lead
+    with a session lock on that key) skip while a Python pass runs, and a frozen
+    pg-aequor leader holding it never stalls ours. ``None``: do not touch that key.
+    Why, measured: harness/lease/README.md, "Mixed fleets"."""
     reaper_lock_timeout: float = 5.0
     """``SET LOCAL idle_in_transaction_session_timeout`` of the pass: a holder frozen
     longer than this loses its session and with it the lock."""
@@ -101,7 +109,8 @@ class LeaseConfig:
         if not isinstance(self.service, str) or not self.service:
             raise ConfigError("service must be a non-empty string")
         secret = self.secret
-        raw = secret.encode("utf-8") if isinstance(secret, str) else secret
+        # As pg-aequor counts it: Buffer.byteLength(secret, 'utf8') (see token.js_utf8).
+        raw = js_utf8(secret) if isinstance(secret, str) else secret
         if not isinstance(raw, bytes | bytearray) or len(raw) < MIN_SECRET_BYTES:
             raise ConfigError(f"secret must be at least {MIN_SECRET_BYTES} bytes")
         _check_range("min_idle", self.min_idle, 0.0, _DAY)
@@ -125,6 +134,12 @@ class LeaseConfig:
         _check_range("reaper_grace", self.reaper_grace, 0.0, _DAY)
         _check_range("reap_probability", self.reap_probability, 0.0, 1.0)
         _check_int("lock_namespace", self.lock_namespace, _INT4_MIN, _INT4_MAX)
+        if self.aequor_lock_namespace is not None:
+            _check_int("aequor_lock_namespace", self.aequor_lock_namespace, _INT4_MIN, _INT4_MAX)
+            if self.aequor_lock_namespace == self.lock_namespace:
+                raise ConfigError(
+                    "aequor_lock_namespace must differ from lock_namespace (or be None)"
+                )
         _check_range("reaper_lock_timeout", self.reaper_lock_timeout, 0.001, 3600.0)
         _check_range("reaper_statement_timeout", self.reaper_statement_timeout, 0.001, 3600.0)
         if not isinstance(self.reaper_enabled, bool):
@@ -139,7 +154,7 @@ class LeaseConfig:
     @property
     def secret_bytes(self) -> bytes:
         s = self.secret
-        return s.encode("utf-8") if isinstance(s, str) else bytes(s)
+        return js_utf8(s) if isinstance(s, str) else bytes(s)
 
 
 def _check_range(

@@ -19,11 +19,13 @@ Payloads (every one also has ``"hook"`` and ``"at"``, the client's clock):
   ``on_heartbeat_fail``: backend_pid, error, sqlstate.
 - ``on_client_dead``: backend_pid, reason, error, sqlstate (the connection was
   found dead and dropped; the next use reconnects).
-- ``on_reap``: event ``locked`` | ``scanned`` (candidates) | ``kill`` (one ledger
-  entry: pid, result, the row acted on, lease_expiry_ms, and ``at`` /
-  ``sent_monotonic``, the reaper's clock and ``time.monotonic()`` just before the
-  kill was sent) | ``busy`` | ``pass_end`` (killed) | ``error`` (error, sqlstate) |
-  ``denied_once`` (first permission denial of this reaper).
+- ``on_reap``: event ``locked`` (server_at; aequor_lock: whether the pass also
+  holds pg-aequor's key, None when ``aequor_lock_namespace`` is None) |
+  ``scanned`` (candidates) | ``kill`` (one ledger entry: pid, result, the row acted
+  on, lease_expiry_ms, and ``at`` / ``sent_monotonic``, the reaper's clock and
+  ``time.monotonic()`` just before the kill was sent) | ``busy`` | ``pass_end``
+  (killed) | ``error`` (error, sqlstate) | ``denied_once`` (first permission denial
+  of this reaper).
 """
 
 from __future__ import annotations

@@ -6,6 +6,11 @@ One pass on a given connection (the client's own, or a short-lived one):
    SET LOCAL statement_timeout; SELECT pg_try_advisory_xact_lock(ns, hashtext(tag))``,
    one round trip. Busy: ``on_reap {"event": "busy"}``, end. A holder frozen mid-pass
    loses its session (25P03) after ``reaper_lock_timeout``, and the lock with it.
+   A leading pass also tries pg-aequor's key, ``pg_try_advisory_xact_lock(
+   aequor_lock_namespace, hashtext(tag))``, in the same statement: got, pg-aequor
+   reapers of the service skip until the pass commits; not got (a pg-aequor pass, or
+   a frozen pg-aequor leader that keeps its session lock forever), the pass goes on
+   anyway. ``locked`` says which (``aequor_lock``: true, false, or None when off).
    The server's clock when the lock was taken and just before it was released is
    in the ``locked`` and ``pass_end`` events (``server_at``): evidence that two passes
    never overlapped.
@@ -106,6 +111,8 @@ class Reaper(Rules):
         """Server clock (Unix s) when the last pass got the lock (None: not recorded)."""
         self.release_server_at: float | None = None
         """Server clock just before the last pass released it."""
+        self.aequor_locked: bool | None = None
+        """Whether the last leading pass also holds pg-aequor's key (None: not tried)."""
 
     # -- one pass -------------------------------------------------------------------
 
@@ -117,7 +124,14 @@ class Reaper(Rules):
             if not leader:
                 self._emit({"event": "busy", "reaper_pid": own_pid})
                 return PassResult("busy")
-            self._emit({"event": "locked", "reaper_pid": own_pid, "server_at": self.lock_server_at})
+            self._emit(
+                {
+                    "event": "locked",
+                    "reaper_pid": own_pid,
+                    "server_at": self.lock_server_at,
+                    "aequor_lock": self.aequor_locked,
+                }
+            )
             rows = self.scan(conn)
             candidates = self.decide(rows, self.config.clock())
             result = PassResult("done", candidates=[c.row.pid for c in candidates])
@@ -170,23 +184,35 @@ class Reaper(Rules):
     @contextlib.contextmanager
     def leadership(self, conn: Conn) -> Iterator[bool]:
         """Seam #9. Yields whether this pass leads. The lock is transaction-level and the
-        transaction carries timeouts, so a frozen holder cannot keep it."""
+        transaction carries timeouts, so a frozen holder cannot keep it.
+
+        Leading needs our own key only. pg-aequor's key is tried (never waited for)
+        only once we lead, and held to the end of the pass if free."""
         cfg = self.config
+        tag = sql.Literal(token.service_tag(cfg.service))
+        aequor: sql.Composable = sql.SQL("NULL::boolean")
+        if cfg.aequor_lock_namespace is not None:
+            # CASE: pg-aequor's key is taken only by a pass that leads.
+            aequor = sql.SQL(
+                "CASE WHEN got THEN pg_try_advisory_xact_lock({ans}, hashtext({tag})) END"
+            ).format(ans=sql.Literal(cfg.aequor_lock_namespace), tag=tag)
         q = sql.SQL(
             "BEGIN; SET LOCAL idle_in_transaction_session_timeout = {idle}; "
             "SET LOCAL statement_timeout = {stmt}; "
-            "SELECT got AS lease_leader, {now} AS server_at FROM "
+            "SELECT got AS lease_leader, {now} AS server_at, {aequor} AS aequor FROM "
             "(SELECT pg_try_advisory_xact_lock({ns}, hashtext({tag})) AS got OFFSET 0) s"
         ).format(
             idle=sql.Literal(_ms(cfg.reaper_lock_timeout)),
             stmt=sql.Literal(_ms(cfg.reaper_statement_timeout)),
             now=_SERVER_NOW,
+            aequor=aequor,
             ns=sql.Literal(cfg.lock_namespace),
-            tag=sql.Literal(token.service_tag(cfg.service)),
+            tag=tag,
         )
-        self.lock_server_at = self.release_server_at = None
+        self.lock_server_at = self.release_server_at = self.aequor_locked = None
         try:
-            got, self.lock_server_at = _named_result(conn.execute(q), "lease_leader")[0]
+            got, self.lock_server_at, aequor_got = _named_result(conn.execute(q), "lease_leader")[0]
+            self.aequor_locked = aequor_got if got else None
             yield bool(got)
         except BaseException:
             _rollback_quietly(conn)

@@ -192,6 +192,87 @@ def test_backend_terminated_while_idle_reconnects_and_runs_the_write_once(
         assert rec.of("on_query_error") == []
 
 
+# -- the hot path: execute() with no query hook listening ---------------------------
+# (The tests above that listen to on_query_* go the general way; these must not, so
+# they listen to no query hook: what the hot path inlines is checked here.)
+
+
+def test_hot_path_poll_finds_a_backend_terminated_while_idle(
+    pg: PostgresServer, admin: psycopg.Connection[Any]
+) -> None:
+    """The pre-send liveness poll is on the hot path: a non-idempotent write after the
+    backend was killed while idle is known not sent, so it is run once on a new
+    connection (without the poll it would be sent on the dead socket: OutcomeUnknown)."""
+    svc = service_name("hotterm")
+    table = f"h_{svc.replace('-', '_')}"
+    rec = Recorder()
+    with LeaseClient(pg.app_dsn, config(svc, lease_ttl=60.0), rec.hooks("on_client_dead")) as c:
+        assert not c._observe_queries and c._fast_execute
+        c.execute(f"CREATE TABLE {table} (id serial PRIMARY KEY)")
+        for _ in range(3):
+            pid = c.backend_pid
+            assert pid is not None
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            wait_gone(admin, pid)
+            c.execute(f"INSERT INTO {table} DEFAULT VALUES")
+            assert c.backend_pid != pid
+        assert c.execute(f"SELECT count(*) FROM {table}") == [(3,)]
+        dead = rec.of("on_client_dead")
+        assert len(dead) == 3 and not any(d["deliberate"] for d in dead)
+
+
+def test_hot_path_fences_a_thawed_connection(
+    pg: PostgresServer, admin: psycopg.Connection[Any]
+) -> None:
+    svc = service_name("hotthaw")
+    clock = FakeClock()
+    rec = Recorder()
+    cfg = config(svc, lease_ttl=90.0, clock=clock)
+    with LeaseClient(pg.app_dsn, cfg, rec.hooks("on_client_dead", "on_heartbeat")) as client:
+        client.execute("SELECT 1")
+        client.execute("SELECT 1")  # the second one goes the hot way
+        old = client.backend_pid
+        assert old is not None
+        clock.now += 3600
+        assert client.execute("SELECT 2") == [(2,)]
+        assert client.backend_pid != old
+        (dead,) = rec.of("on_client_dead")
+        assert dead["backend_pid"] == old and dead["deliberate"]
+        assert rec.of("on_heartbeat") == []
+        wait_gone(admin, old)
+        clock.now += 61  # 29 s left: renewed before the statement, same connection
+        pid = client.backend_pid
+        client.execute("SELECT 3")
+        assert client.backend_pid == pid and len(rec.of("on_heartbeat")) == 1
+
+
+def test_reused_cursor_keeps_every_result_apart(pg: PostgresServer) -> None:
+    """One cursor serves every statement of a connection: each call still returns its
+    own rows, a statement without rows returns [], an error leaves it usable, and a
+    large result is not kept alive by it."""
+    svc = service_name("cursor")
+    with LeaseClient(pg.app_dsn, config(svc, lease_ttl=60.0)) as client:
+        first = client.execute("SELECT 1")
+        assert first == [(1,)]
+        cache = client._cache
+        assert cache is not None
+        cur = cache.cursor
+        second = client.execute("SELECT 2")
+        assert (first, second) == ([(1,)], [(2,)]) and first is not second
+        assert cache.cursor is cur, "small results reuse the cursor"
+        assert client.execute("SET work_mem = '4MB'") == []
+        assert client.execute("SELECT %s::int + 1", (41,)) == [(42,)]
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            client.execute("SELECT 1 / 0")
+        assert client.execute("SELECT 3") == [(3,)]
+        pid = client.backend_pid
+        big = client.execute("SELECT g FROM generate_series(1, 1000) g")
+        assert [r[0] for r in big] == list(range(1, 1001))
+        assert cache.cursor is not cur, "the cursor that held 1000 rows was let go"
+        assert client.execute("SELECT 4") == [(4,)] and client.backend_pid == pid
+        assert client.execute("DO $$ BEGIN END $$") == []
+
+
 def test_hooks_that_raise_change_nothing(
     pg: PostgresServer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -20,7 +20,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from harness.infra.postgres import PostgresServer
-from harness.lease import LeaseClient, LeaseExpired
+from harness.lease import LeaseClient, LeaseExpired, token
 from tests.integration.lease_support import (
     SECRET,
     Recorder,
@@ -219,6 +219,78 @@ def test_concurrent_reapers_never_run_two_passes_at_once(pg: PostgresServer) -> 
             c.close()
         for z in zombies:
             z.close()
+
+
+AEQUOR_NS = 0x50474151  # pg-aequor 0.1.4's Reaper.LOCK_NS (lib/reaper.js)
+
+
+def _aequor_key_holders(admin: psycopg.Connection[Any], svc: str) -> list[int]:
+    rows = admin.execute(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2"
+        " AND classid = %s::bigint::oid AND objid = (hashtext(%s)::bigint & 4294967295)::oid",
+        (AEQUOR_NS, token.service_tag(svc)),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_a_leading_pass_holds_aequors_key_and_a_busy_one_does_not(
+    pg: PostgresServer, admin: psycopg.Connection[Any]
+) -> None:
+    """Without Node: a leading pass holds pg-aequor's key until it commits; a pass that
+    is busy on our key never takes it. (The live test with pg-aequor itself is in
+    test_lease_interop.py.)"""
+    svc = service_name("aqkey")
+    rec = Recorder()
+    held: list[list[int]] = []
+
+    def during(payload: dict[str, Any]) -> None:
+        if payload.get("event") in ("locked", "busy"):
+            held.append(_aequor_key_holders(admin, svc))
+
+    rec.on["on_reap"] = during
+    with LeaseClient(pg.app_dsn, config(svc), rec.hooks("on_reap")) as reaper:
+        reaper.connect()
+        reaper.reap_now()
+        assert rec.of("on_reap", "locked")[0]["aequor_lock"] is True
+        assert held == [[reaper.backend_pid]]
+        assert _aequor_key_holders(admin, svc) == []  # released with the COMMIT
+        with psycopg.connect(pg.app_dsn, autocommit=True) as other:
+            other.execute("BEGIN")
+            other.execute(  # our own key, held by someone else: this pass is busy
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                (reaper.config.lock_namespace, token.service_tag(svc)),
+            )
+            reaper.reap_now()
+            assert rec.of("on_reap", "busy") and held[-1] == []
+            other.execute("COMMIT")
+    off = Recorder()
+    with LeaseClient(
+        pg.app_dsn, config(svc, aequor_lock_namespace=None), off.hooks("on_reap")
+    ) as reaper:
+        reaper.reap_now()
+        assert off.of("on_reap", "locked")[0]["aequor_lock"] is None
+
+
+def test_a_session_holder_of_aequors_key_never_stalls_our_pass(
+    pg: PostgresServer, admin: psycopg.Connection[Any]
+) -> None:
+    """A session lock on pg-aequor's key, as a pg-aequor leader (or a frozen one) holds
+    it: our pass is refused that key, does not wait for it, and still leads and kills."""
+    svc = service_name("aqsession")
+    rec = Recorder()
+    with (
+        psycopg.connect(pg.app_dsn, autocommit=True) as aequor_like,
+        zombie(pg.app_dsn, lease_name(svc, -5)) as z,
+        LeaseClient(pg.app_dsn, config(svc), rec.hooks("on_reap")) as reaper,
+    ):
+        got = aequor_like.execute(
+            "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (AEQUOR_NS, token.service_tag(svc))
+        ).fetchone()
+        assert got == (True,)
+        ledger = reaper.reap_now()
+        assert rec.of("on_reap", "locked")[0]["aequor_lock"] is False
+        assert killed(ledger) == {z.info.backend_pid}
+        assert _aequor_key_holders(admin, svc) == [aequor_like.info.backend_pid]
 
 
 _FROZEN_REAPER = """

@@ -45,6 +45,8 @@ def test_margins_derive_from_a_compressed_ttl() -> None:
         ("fence_margin", 90.0, r"fence_margin must be a number in \[0, 90\)"),
         ("heartbeat_margin", 5.0, r"heartbeat_margin must be a number in \(10, 90\)"),
         ("lock_namespace", 2**31, "lock_namespace must be an integer in"),
+        ("aequor_lock_namespace", 2**31, "aequor_lock_namespace must be an integer in"),
+        ("aequor_lock_namespace", 0x6C656173, "aequor_lock_namespace must differ"),
         ("dedup_table", "x; drop table y", "dedup_table must be an identifier"),
         ("service", "", "service must be a non-empty string"),
         ("reaper_enabled", "yes", "reaper_enabled must be a bool"),
@@ -55,6 +57,22 @@ def test_validation_names_field_and_range(field: str, value: object, message: st
     kwargs: dict[str, object] = {"service": "orders", "secret": SECRET, field: value}
     with pytest.raises(ConfigError, match=message):
         LeaseConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_aequor_key_is_pg_aequors_namespace_by_default_and_can_be_off() -> None:
+    assert LeaseConfig(service="orders", secret=SECRET).aequor_lock_namespace == 0x50474151
+    assert (
+        LeaseConfig(service="o", secret=SECRET, aequor_lock_namespace=None).aequor_lock_namespace
+        is None
+    )
+
+
+def test_secret_bytes_as_node_counts_them() -> None:
+    # A lone surrogate is U+FFFD (3 bytes) to Node, as in pg-aequor's length check.
+    c = LeaseConfig(service="orders", secret="\ud800" * 6)
+    assert c.secret_bytes == "\ufffd".encode() * 6
+    with pytest.raises(ConfigError, match="16 bytes"):
+        LeaseConfig(service="orders", secret="\ud800" * 5)
 
 
 def test_config_error_is_a_value_error() -> None:

@@ -169,6 +169,15 @@ def test_overriding_fence_action_turns_the_fast_path_off() -> None:
 
     assert LeaseClient("", cfg())._fast_fence
     assert not NoFencing("", cfg())._fast_fence
+    assert LeaseClient("", cfg())._fast_execute
+    assert not NoFencing("", cfg())._fast_execute
+
+
+@pytest.mark.parametrize("hook", ["on_query_start", "on_query_end", "on_query_error"])
+def test_a_query_hook_turns_the_inlined_execute_off(hook: str) -> None:
+    """execute()'s hot path emits no query hook, so a listener sends it the general way."""
+    assert not LeaseClient("", cfg(), {hook: lambda p: None})._fast_execute
+    assert LeaseClient("", cfg(), {"on_reap": lambda p: None})._fast_execute
 
 
 def test_client_repr_has_no_secret() -> None:
