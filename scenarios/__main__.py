@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
+from harness import interrupt
 from harness.cli import main_for, run_scenario
+from harness.interrupt import handle_signals
 from harness.report import EXIT_UNJUDGED
 from scenarios import discover
 
@@ -26,12 +28,20 @@ def main(argv: list[str]) -> int:
             print(f"scenarios: 'all' takes no options, got {rest[0]!r}", file=sys.stderr)
             return EXIT_UNJUDGED
         results = {}
-        for i, s in enumerate(scenarios.values(), 1):
-            print(f"== scenario {i}/{len(scenarios)}: {s.name}", file=sys.stderr, flush=True)
-            results[s.name] = run_scenario(s)
+        with handle_signals():
+            for i, s in enumerate(scenarios.values(), 1):
+                print(f"== scenario {i}/{len(scenarios)}: {s.name}", file=sys.stderr, flush=True)
+                results[s.name] = run_scenario(s)
+                if interrupt.interrupted() is not None:
+                    break  # nothing further starts
         print("== chaos summary")
+        words = {0: "pass", 1: "FAIL", 2: "UNJUDGED"}
         for name, code in results.items():
-            print(f"  {name:<20} {['pass', 'FAIL', 'UNJUDGED'][min(code, 2)]}")
+            print(f"  {name:<20} {words.get(code, 'interrupted')}")
+        stopped = interrupt.exit_code()
+        if stopped is not None:
+            print(f"  interrupted: {len(scenarios) - len(results)} scenario(s) not started")
+            return stopped
         return max(results.values(), default=0)
     if command not in scenarios:
         known = ", ".join(scenarios) or "none"

@@ -31,6 +31,7 @@ from harness.check import Run, RunConfig, check_all
 from harness.errors import FleetError, FleetTimeout, WorkerUnavailable
 from harness.fleet import Fleet, FleetConfig
 from harness.history import BackendEvent, FaultEvent, ForeignEvent, HistoryWriter, load_history
+from harness.infra.owned import owned, signals_held
 from harness.infra.postgres import PostgresServer
 from harness.infra.toxiproxy import ToxiproxyServer
 from harness.lease import token
@@ -166,10 +167,14 @@ class ChaosEnv:
         passes and nothing asked to keep it."""
         self._runs += 1
         given = run_dir is not None
+        record: str | None = None
         if run_dir is None:
             base = self.keep or Path(tempfile.gettempdir())
             base.mkdir(parents=True, exist_ok=True)
-            run_dir = Path(tempfile.mkdtemp(prefix=f"chaos-{self._runs:03d}-", dir=base))
+            with signals_held():
+                run_dir = Path(tempfile.mkdtemp(prefix=f"chaos-{self._runs:03d}-", dir=base))
+                if self.keep is None:
+                    record = owned().directory(run_dir, "chaos example")
         lease = {**self.timings.lease_kwargs(), **(dict(bug.lease_overrides) if bug else {})}
         config = FleetConfig(
             lease=lease,
@@ -200,6 +205,8 @@ class ChaosEnv:
                 interpreter.release_foreign()
         if passed and self.keep is None and not given:
             shutil.rmtree(run_dir, ignore_errors=True)
+        if record is not None:
+            owned().release(record)  # removed, or kept on purpose as evidence
 
     def settle(self, it: Interpreter) -> None:
         """Heal; keep invocations arriving past the convergence bound; thaw and invoke all."""

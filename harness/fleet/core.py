@@ -73,6 +73,7 @@ from harness.fleet.protocol import (
     encode,
 )
 from harness.history import ErrorInfo, FaultF, HistoryWriter, OpEvent, OpF
+from harness.infra.owned import owned, signals_held
 from harness.infra.postgres import PostgresServer
 from harness.infra.toxiproxy import ToxiproxyServer
 
@@ -158,6 +159,8 @@ class _Worker:
         """Duplicates of a reclaimed worker's sockets, held so its death sends no FIN."""
         self.on_error: list[Callable[[], None]] = []
         """Run once, in the reader thread, at the worker's next query error or op end."""
+        self.record: str | None = None
+        """Its entry in this process's owned records (see ``harness.infra.owned``)."""
 
     @property
     def alive(self) -> bool:
@@ -391,10 +394,13 @@ class Fleet:
             target=worker.main, args=(child, spec), name=f"thawproof-{w.name}", daemon=True
         )
         try:
-            proc.start()
+            with signals_held():  # the worker exists only once it is recorded
+                proc.start()
+                assert proc.pid is not None
+                w.record = owned().process(proc.pid, f"worker {self.run_id}/{w.name}")
+                _record_forkserver()
         finally:
             child.close()
-        assert proc.pid is not None
         w.process, w.conn, w.os_pid = proc, parent, proc.pid
         procs.register_worker(proc.pid, f"{self.run_id}/{w.name}")
         self.history.worker_event("spawn", worker=w.name, os_pid=proc.pid)
@@ -558,6 +564,8 @@ class Fleet:
         finished: tuple[Pending, OpResult] | None = None
         with self._cond:
             procs.unregister_worker(w.os_pid)
+            if w.record is not None:
+                owned().release(w.record)
             w.state, w.frozen, w.paused_at = "dead", False, None
             self._record_exit(w, code)
             pending, w.pending = w.pending, None
@@ -815,6 +823,20 @@ class Fleet:
             self.history.close()
         if errors:
             raise errors[0]
+
+
+_forkserver_recorded: set[int] = set()
+
+
+def _record_forkserver() -> None:
+    """The forkserver is a process of ours too: recorded once, so the watchdog ends it
+    if this process is killed (its workers then die of PR_SET_PDEATHSIG)."""
+    from multiprocessing import forkserver
+
+    pid = forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+    if isinstance(pid, int) and pid not in _forkserver_recorded:
+        _forkserver_recorded.add(pid)
+        owned().process(pid, "multiprocessing forkserver")
 
 
 def _exit_detail(code: int | None) -> str:
