@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from harness import interrupt
 from harness.errors import HarnessError, SetupError, UsageError
+from harness.infra.canary import check_proxy
 from harness.infra.owned import clean_dead_runs
 from harness.infra.postgres import PostgresServer, open_server
 from harness.infra.toxiproxy import ToxiproxyServer
@@ -86,6 +87,7 @@ def run_scenario(scenario: Scenario, options: dict[str, str] | None = None) -> i
                 ToxiproxyServer() as proxies,
             ):
                 progress(f"PostgreSQL {pg!r}; proxy {proxies!r}")
+                progress(check_proxy(proxies))
                 ctx = Context(pg, proxies, run_dir, progress, dict(options or {}))
                 outcome = scenario.run(ctx)
         except BaseException as e:

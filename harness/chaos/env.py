@@ -83,7 +83,11 @@ class LiveRun:
         final = self.interpreter.fleet.data.final_state()
         self.interpreter.release_foreign()
         run = Run(
-            load_history(self.history_path), self.sampler.samples, final, self.env.run_config()
+            load_history(self.history_path),
+            self.sampler.samples,
+            final,
+            self.env.run_config(),
+            harness_faults=tuple(self.interpreter.fleet.harness_faults()),
         )
         self.notes.append(self._log_cross_check(run))
         self.judged = Judged(

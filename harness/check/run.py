@@ -112,6 +112,10 @@ class Run:
     samples: Sequence[Sample]
     final: FinalState
     config: RunConfig
+    harness_faults: tuple[str, ...] = ()
+    """What the harness's own machinery did wrong during the run (a worker's line it
+    could not read, a proxy that refused a worker no fault had cut off...): with any,
+    nothing recorded can be trusted and the run is not judged."""
 
     @cached_property
     def timeline(self) -> Timeline:

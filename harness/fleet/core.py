@@ -122,11 +122,18 @@ class WorkerInfo:
     lease_expiry: float | None
 
 
+HARNESS_FAULTS = frozenset({"protocol_error", "reader_error", "link_unreachable"})
+"""Diagnostics that mean the harness itself misbehaved (the run cannot be judged); the
+others (a send or freeze that failed because the worker was dying) are the worker's."""
+
+
 @dataclass(frozen=True)
 class Diagnostic:
     """Something the fleet's own machinery could not do; kept for the run's judge."""
 
-    kind: Literal["protocol_error", "reader_error", "send_failed", "freeze_failed"]
+    kind: Literal[
+        "protocol_error", "reader_error", "send_failed", "freeze_failed", "link_unreachable"
+    ]
     worker: str
     detail: str
     time: float = field(default_factory=time.monotonic)
@@ -466,7 +473,7 @@ class Fleet:
                 w.paused_at = msg.at
             elif isinstance(msg, Completed):
                 finished = self._on_complete(w, msg)
-                run_after, w.on_error = w.on_error, []
+                run_after, w.on_error = [*w.on_error, lambda: self._check_link(w, msg)], []
             elif isinstance(msg, Crashed):
                 w.crash_tb = msg.traceback
             self._cond.notify_all()
@@ -475,6 +482,32 @@ class Fleet:
                 fn()
         if finished is not None:
             finished[0].resolve(finished[1])
+
+    def harness_faults(self) -> list[str]:
+        """What the harness's own machinery did wrong so far, one sentence each."""
+        with self._lock:
+            return [f"{d.worker}: {d.detail}" for d in self.diagnostics if d.kind in HARNESS_FAULTS]
+
+    def _check_link(self, w: _Worker, msg: Completed) -> None:
+        """A worker refused by its OWN proxy while that proxy should be listening is the
+        harness's fault (its proxy died or vanished), never the client's."""
+        err, link = msg.error, w.link
+        if err is None or link is None or link.deleted or "Connection refused" not in err.message:
+            return
+        if f"port {link.port}" not in err.message:
+            return  # refused elsewhere (the server behind a healthy proxy): not ours
+        try:
+            enabled = link.proxy.refresh().enabled
+        except HarnessError as exc:
+            self._diagnose("link_unreachable", w.name, f"its proxy {link.name} is gone: {exc}")
+            return
+        if enabled:
+            self._diagnose(
+                "link_unreachable",
+                w.name,
+                f"its proxy {link.name} (port {link.port}) refused it while enabled, with no"
+                f" fault to explain it: {err.message}",
+            )
 
     def _on_backend(self, w: _Worker, msg: OnBackend) -> None:
         w.backend_pid = msg.backend_pid

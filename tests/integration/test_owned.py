@@ -70,7 +70,9 @@ def test_a_dead_run_without_its_watchdog_is_cleaned_by_the_next_run() -> None:
     proc, records, d, child = _owner(watchdog=False)
     started = start_time(child)
     clean_dead_runs()  # the owner is alive: none of its records may be touched
-    assert records.exists() and d.exists() and same_process(child, started), "a live owner's things were touched"
+    assert records.exists() and d.exists() and same_process(child, started), (
+        "a live owner's things were touched"
+    )
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     cleaned = clean_dead_runs()
