@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from harness import interrupt
@@ -67,6 +67,10 @@ class Scenario:
     check_options: Callable[[dict[str, str]], None] = _no_options
     """Raises ``UsageError`` for options the scenario cannot take; called before
     anything starts."""
+    options: Mapping[str, str] = field(default_factory=dict)
+    """The options it takes, each with what it means and its allowed values."""
+    judges: str = ""
+    """Which properties it judges (for ``list``)."""
 
 
 def run_scenario(scenario: Scenario, options: dict[str, str] | None = None) -> int:

@@ -42,6 +42,23 @@ SAMPLE_INTERVAL = 0.05
 """The sampler's interval in every chaos run (20 Hz; the promise is at least 10)."""
 
 
+def app_connection_limit(pg: PostgresServer) -> int:
+    """What the server admits for the application role: ``max_connections`` minus the
+    slots reserved for superusers, minus other roles' backends now (the sampler's among
+    them once it runs, so one is kept for it)."""
+    with psycopg.connect(pg.admin_dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT current_setting('max_connections')::int,"
+            " current_setting('superuser_reserved_connections')::int,"
+            " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+            "  AND usename IS DISTINCT FROM %s AND pid <> pg_backend_pid())::int",
+            (pg.app_role,),
+        ).fetchone()
+    assert row is not None
+    max_connections, reserved, others = row
+    return max(1, int(max_connections) - int(reserved) - int(others) - 1)
+
+
 class LiveRun:
     """One example in progress: apply steps, look at the run so far, then finish."""
 
@@ -131,20 +148,26 @@ class ChaosEnv:
         timings: Timings | None = None,
         cap: int = 3,
         keep: Path | None = None,
+        seed: int | None = None,
     ) -> None:
         self.pg = pg
         self.proxies = proxies
         self.timings = timings or Timings()
         self.cap = cap
+        self.limit = min(cap, app_connection_limit(pg))
+        """The most backends the service may hold: its concurrency cap, or what the server
+        really admits for the application role if that is less."""
         self.keep = keep
         """Where to keep run directories (None: a temp dir, removed when the run passes)."""
+        self.seed = seed
+        """Seeds the workers' client randomness (None: random)."""
         self._runs = 0
 
     def run_config(self) -> RunConfig:
         t = self.timings
         return RunConfig(
             service=token.service_tag(SERVICE),
-            connection_limit=self.cap,
+            connection_limit=self.limit,
             lease_ttl=t.lease_ttl,
             min_idle=t.min_idle,
             max_cooldown=t.max_cooldown,
@@ -185,6 +208,7 @@ class ChaosEnv:
             max_workers=self.cap,
             client_class=bug.client_class if bug else CORRECT,
             op_timeout=20.0,
+            seed=self.seed,
         )
         self._clear_server()
         history_path = run_dir / "history.jsonl"
@@ -219,8 +243,8 @@ class ChaosEnv:
         until = time.monotonic() + t.bound + t.settle_extra
         pace = threading.Event()
         while time.monotonic() < until:
-            # a read on every worker that can take one, cold-starting up to the cap
-            for p in it.start_reads(self.cap):
+            # a read on every worker that can take one, up to what the server admits
+            for p in it.start_reads(self.limit):
                 with contextlib.suppress(FleetError):
                     p.wait()
             pace.wait(t.wave_pace)

@@ -37,8 +37,9 @@ from harness.lease import token
 DEFAULT_ESCAPED: frozenset[str] = frozenset({"OperationalError", "InterfaceError"})
 """psycopg errors that should never reach the caller raw: the client classifies them."""
 
-ZOMBIE_FAULTS: frozenset[str] = FREEZE_FAULTS | {"reclaim"}
-"""Faults that can leave a zombie backend behind; P2's clock starts at the last one."""
+ZOMBIE_FAULTS: frozenset[str] = FREEZE_FAULTS | {"reclaim", "overload"}
+"""Faults that can leave a zombie backend behind (or refusals, for an overload); P2's
+clock starts at the last one."""
 
 MIN_SAMPLE_HZ = 10.0
 """The sampler's promise; below it, what the samples say cannot be trusted."""

@@ -38,6 +38,8 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any, Literal, Self, TypeVar
 
+from psycopg.conninfo import make_conninfo
+
 from harness.errors import (
     FleetAtCapacity,
     FleetError,
@@ -105,6 +107,8 @@ class FleetConfig:
     """Deadline for a signal to take effect (stopped, continued, dead)."""
     stop_grace: float = 3.0
     """At teardown, how long a worker may take to exit after ``stop`` before SIGKILL."""
+    seed: int | None = None
+    """Seeds every worker's client randomness (see ``WorkerSpec.seed``)."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,8 @@ class WorkerInfo:
     """A snapshot of one worker as the fleet knows it."""
 
     name: str
+    slot: int
+    """Its row in the ``hot`` table (what its ``long_tx`` locks)."""
     state: WorkerState
     frozen: bool
     blackholed: bool
@@ -207,6 +213,7 @@ class Fleet:
             pg.app_dsn,
             slots=config.max_workers,
             dedup_table=str(config.lease.get("dedup_table", "lease_dedup")),
+            reader_dsn=_superuser_dsn(pg),
         )
         """The workload's tables: reset between examples, read at the end."""
         self.nemesis = Nemesis(self)
@@ -242,6 +249,7 @@ class Fleet:
             w = self._get(name)
             return WorkerInfo(
                 name=w.name,
+                slot=w.slot,
                 state=w.state,
                 frozen=w.frozen,
                 blackholed=w.blackholed,
@@ -395,6 +403,7 @@ class Fleet:
             lease=dict(self.config.lease),
             client_class=self.config.client_class,
             client_kwargs=dict(self.config.client_kwargs),
+            seed=self.config.seed,
         )
         parent, child = _CTX.Pipe(duplex=True)
         proc = _CTX.Process(
@@ -856,6 +865,14 @@ class Fleet:
             self.history.close()
         if errors:
             raise errors[0]
+
+
+def _superuser_dsn(pg: PostgresServer) -> str:
+    """The admin role on the app database where the server has one, else the app role."""
+    try:
+        return make_conninfo(pg.admin_dsn, dbname=pg.app_db)
+    except NotImplementedError:
+        return pg.app_dsn
 
 
 _forkserver_recorded: set[int] = set()
