@@ -514,6 +514,15 @@ class ExternalPostgres(PostgresServer):
     def admin_dsn(self) -> str:
         return self._admin
 
+    def check_reachable(self, timeout: int = 5) -> None:
+        """:class:`SetupError` naming the real cause unless both DSNs connect."""
+        for name, dsn in (("THAWPROOF_DSN", self._dsn), ("THAWPROOF_ADMIN_DSN", self._admin)):
+            try:
+                psycopg.connect(dsn, connect_timeout=timeout).close()
+            except psycopg.Error as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise SetupError(f"{name} cannot be reached: {first}") from None
+
     def __repr__(self) -> str:
         return f"ExternalPostgres(host={self.host!r}, port={self.port})"
 
@@ -524,5 +533,6 @@ def open_server(
     """The server a run uses: ``THAWPROOF_DSN`` when set, else a ``LocalCluster``."""
     external = ExternalPostgres.from_env()
     if external is not None:
+        external.check_reachable()
         return external
     return LocalCluster(max_connections=max_connections, settings=settings)

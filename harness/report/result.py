@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.check import Run, Verdict, worst
+from harness.report.figures import figures
 
 EXIT_OK, EXIT_FAILED, EXIT_UNJUDGED = 0, 1, 2
 
@@ -50,5 +51,6 @@ class ScenarioResult:
             "verdicts": [v.to_json() for v in self.verdicts],
             "counts": self.counts,
             "timings": self.timings,
+            "figures": figures(self),
             "notes": self.notes,
         }

@@ -19,6 +19,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from harness import interrupt
 from harness.errors import HarnessError, SetupError, UsageError
@@ -78,6 +79,13 @@ def run_scenario(scenario: Scenario, options: dict[str, str] | None = None) -> i
 
     The first SIGINT or SIGTERM tears the run down (everything it started is
     released) and the status is 130 / 143 with the result ``interrupted``."""
+    return run_scenario_result(scenario, options)[0]
+
+
+def run_scenario_result(
+    scenario: Scenario, options: dict[str, str] | None = None
+) -> tuple[int, ScenarioResult, Path]:
+    """:func:`run_scenario`, also giving the result and its run directory."""
     progress = Progress(scenario.name)
     run_dir = RunDir(scenario.name)
     outcome: ScenarioResult
@@ -101,7 +109,7 @@ def run_scenario(scenario: Scenario, options: dict[str, str] | None = None) -> i
     run_dir.finish(outcome)
     _print_summary(outcome, run_dir)
     code = interrupt.exit_code()
-    return outcome.exit_code if code is None else code
+    return (outcome.exit_code if code is None else code), outcome, run_dir.path
 
 
 def _interrupted(scenario: Scenario) -> ScenarioResult:
