@@ -40,7 +40,7 @@ SCENARIO_PACKAGES = "THAWPROOF_SCENARIOS"
 ``scenarios``); a package is searched for modules defining ``SCENARIO``."""
 
 
-def _scenarios() -> dict[str, Scenario]:
+def find_scenarios() -> dict[str, Scenario]:
     """Every scenario of the scenario packages, by name: a plugin lookup by package
     name (the scenarios build on this layer, not the other way round)."""
     found: dict[str, Scenario] = {}
@@ -69,7 +69,7 @@ def _clients() -> list[str]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    scenarios = _scenarios()
+    scenarios = find_scenarios()
     if args.json:
         out = {
             name: {
@@ -99,7 +99,7 @@ def _plan(names: Sequence[str], options: dict[str, str]) -> list[Scenario]:
     """The scenarios to run, every option checked against each before anything starts.
     With several scenarios an option goes to those that take it; one none takes is an
     error."""
-    known = _scenarios()
+    known = find_scenarios()
     chosen: list[Scenario] = []
     for name in names:
         if name == "all":

@@ -112,6 +112,28 @@ def run_scenario_result(
     return (outcome.exit_code if code is None else code), outcome, run_dir.path
 
 
+def run_on_servers(
+    scenario: Scenario,
+    pg: PostgresServer,
+    proxies: ToxiproxyServer,
+    options: dict[str, str] | None = None,
+    *,
+    reports: Path | None = None,
+) -> ScenarioResult:
+    """Run ``scenario`` on servers the caller owns (a test suite's session servers),
+    writing its report under ``reports`` (default ``reports/``); the result, whatever
+    it is (a harness error becomes an unjudged result, never an exception)."""
+    scenario.check_options(dict(options or {}))
+    progress = Progress(scenario.name)
+    run_dir = RunDir(scenario.name) if reports is None else RunDir(scenario.name, root=reports)
+    try:
+        outcome = scenario.run(Context(pg, proxies, run_dir, progress, dict(options or {})))
+    except HarnessError as e:
+        outcome = _failure(scenario, run_dir, e)
+    run_dir.finish(outcome)
+    return outcome
+
+
 def _interrupted(scenario: Scenario) -> ScenarioResult:
     signum = interrupt.interrupted()
     name = signal.Signals(signum).name if signum is not None else "a signal"

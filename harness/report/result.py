@@ -39,6 +39,11 @@ class ScenarioResult:
         return {"ok": "pass", "fail": "fail", "unknown": "unjudged"}[worst(self.verdicts)]
 
     @property
+    def ok(self) -> bool:
+        """Every property was judged and holds."""
+        return self.result == "pass"
+
+    @property
     def exit_code(self) -> int:
         return {"pass": EXIT_OK, "fail": EXIT_FAILED, "unjudged": EXIT_UNJUDGED}[self.result]
 
