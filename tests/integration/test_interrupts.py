@@ -33,7 +33,7 @@ def runners() -> Iterator[list[Runner]]:
     for r in made:  # a failed test must not leave a runner behind either
         if r.proc.poll() is None:
             os.killpg(r.proc.pid, signal.SIGKILL)
-            r.finish()
+        r.finish()
 
 
 def _start(runners: list[Runner], *args: str) -> Runner:

@@ -62,9 +62,13 @@ def test_error_info_takes_the_sqlstate_from_the_cause() -> None:
     exc = _chained(OutcomeUnknown("lost"), _with_state("57P01"))
     assert sqlstate_in_chain(exc) == "57P01"
     info = error_info(exc)
-    assert info == ErrorInfo(sqlstate="57P01", cls="OutcomeUnknown", message="lost")
-    assert to_json(info) == {"sqlstate": "57P01", "class": "OutcomeUnknown", "message": "lost"}
+    cause = exc.__cause__
+    assert cause is not None
+    message = f"lost | root cause: {type(cause).__name__}: {cause}"
+    assert info == ErrorInfo(sqlstate="57P01", cls="OutcomeUnknown", message=message)
+    assert to_json(info) == {"sqlstate": "57P01", "class": "OutcomeUnknown", "message": message}
     assert error_info(ValueError("x" * 2000)).message == "x" * 500
+    assert error_info(ValueError("plain")).message == "plain"  # no cause, nothing added
 
 
 def test_definite_sqlstates() -> None:
