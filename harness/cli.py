@@ -19,12 +19,16 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
+from typing import Any
 
+from harness import report
+from harness.chaos.env import verify_for
 from harness.errors import HarnessError, SetupError, UsageError
 from harness.infra.postgres import PostgresServer, open_server
 from harness.infra.toxiproxy import ToxiproxyServer
-from harness.report import EXIT_UNJUDGED, RunDir, ScenarioResult
+from harness.report import EXIT_UNJUDGED, RunDir, ScenarioResult, run_identity
 
 
 class Progress:
@@ -83,6 +87,7 @@ def run_scenario(scenario: Scenario, options: dict[str, str] | None = None) -> i
     progress = Progress(scenario.name)
     run_dir = RunDir(scenario.name)
     outcome: ScenarioResult
+    identity: dict[str, Any] = {}
     with _sigterm_unwinds():
         try:
             progress("starting PostgreSQL and the proxy server")
@@ -91,12 +96,14 @@ def run_scenario(scenario: Scenario, options: dict[str, str] | None = None) -> i
                 ToxiproxyServer() as proxies,
             ):
                 progress(f"PostgreSQL {pg!r}; proxy {proxies!r}")
+                identity = run_identity(pg, proxies)
                 ctx = Context(pg, proxies, run_dir, progress, dict(options or {}))
                 outcome = scenario.run(ctx)
         except (SetupError, UsageError) as e:
             outcome = ScenarioResult(scenario.name, unjudged=str(e))
         except KeyboardInterrupt:
             outcome = ScenarioResult(scenario.name, unjudged="interrupted")
+            _stamp(outcome, identity, progress)
             run_dir.finish(outcome)
             print(
                 f"{scenario.name}: interrupted; partial evidence in {run_dir.path}", file=sys.stderr
@@ -107,9 +114,29 @@ def run_scenario(scenario: Scenario, options: dict[str, str] | None = None) -> i
         except Exception as e:
             (run_dir.path / "traceback.txt").write_text(traceback.format_exc())
             outcome = ScenarioResult(scenario.name, unjudged=f"crashed: {type(e).__name__}: {e}")
+    _stamp(outcome, identity, progress)
     run_dir.finish(outcome)
     _print_summary(outcome, run_dir)
     return outcome.exit_code
+
+
+def _stamp(outcome: ScenarioResult, identity: dict[str, Any], progress: Progress) -> None:
+    """The run's identity (servers included when they came up) and its clock's start."""
+    if not outcome.identity:
+        outcome.identity = identity or run_identity()
+    if outcome.clock_start is None:
+        outcome.clock_start = progress.started
+
+
+def analyze(run_dir: Path) -> ScenarioResult:
+    """Judge a stored run again from its files (:func:`harness.report.analyze`), with the
+    signature check of the harness's own chaos service rebuilt when the run was its."""
+    return report.analyze(run_dir, verify_for)
+
+
+def render(run_dir: Path) -> Path:
+    """Re-draw a stored run's ``timeline.png`` and ``report.html`` (no server needed)."""
+    return report.render(run_dir)
 
 
 def _print_summary(outcome: ScenarioResult, run_dir: RunDir) -> None:

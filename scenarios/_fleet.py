@@ -44,7 +44,7 @@ def fleet_scenario(name: str, description: str, schedule: Sequence[Step]) -> Sce
 
     def run(ctx: Context) -> ScenarioResult:
         bug, cap = _options(ctx.options)
-        env = ChaosEnv(ctx.pg, ctx.proxies, cap=cap)
+        env = ChaosEnv(ctx.pg, ctx.proxies, cap=cap, clock_start=ctx.progress.started)
         client = bug.client_class if bug else "the correct client"
         ctx.progress(f"{len(schedule)} steps on up to {cap} workers with {client}")
         t0 = time.monotonic()

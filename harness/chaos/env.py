@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import psycopg
@@ -39,6 +39,17 @@ from harness.wait import poll
 
 SAMPLE_INTERVAL = 0.05
 """The sampler's interval in every chaos run (20 Hz; the promise is at least 10)."""
+
+
+def _chaos_verify(application_name: str) -> bool:
+    return token.verify(application_name, SERVICE, SECRET) is not None
+
+
+def verify_for(service: str) -> Callable[[str], bool] | None:
+    """The signature check of the harness's own chaos service when ``service`` (a
+    ``RunConfig.service``) is it, else None: how a stored run, which never holds the
+    secret, is judged again (:func:`harness.report.analyze`)."""
+    return _chaos_verify if service == token.service_tag(SERVICE) else None
 
 
 class LiveRun:
@@ -126,6 +137,7 @@ class ChaosEnv:
         timings: Timings | None = None,
         cap: int = 3,
         keep: Path | None = None,
+        clock_start: float | None = None,
     ) -> None:
         self.pg = pg
         self.proxies = proxies
@@ -133,6 +145,8 @@ class ChaosEnv:
         self.cap = cap
         self.keep = keep
         """Where to keep run directories (None: a temp dir, removed when the run passes)."""
+        self.clock_start = clock_start
+        """The run's zero (``RunConfig.clock_start``): where the progress output starts."""
         self._runs = 0
 
     def run_config(self) -> RunConfig:
@@ -146,8 +160,9 @@ class ChaosEnv:
             grace=t.reaper_grace,
             slack=t.slack,
             retry_budget_s=t.retry_budget,
-            verify=lambda app: token.verify(app, SERVICE, SECRET) is not None,
+            verify=_chaos_verify,
             sample_interval=SAMPLE_INTERVAL,
+            clock_start=self.clock_start,
         )
 
     def run(self, schedule: Sequence[Step], bug: Bug | None = None) -> Judged:
