@@ -234,15 +234,15 @@ def _draw_steps(ax: Any, chart: Chart, char_w: float) -> None:
 
 
 def _draw_states(ax: Any, chart: Chart) -> None:
-    bottoms: dict[float, float] = {}
-    counts = state_counts(chart)
-    for st in STATES:
-        for a, b, n in counts.get(st, []):
-            if n <= 0:
-                continue
-            base = bottoms.get(a, 0.0)
-            ax.bar(a, n, width=b - a, bottom=base, align="edge", color=STATE_COLOURS[st], lw=0)
-            bottoms[a] = base + n
+    grid, counts = state_counts(chart)
+    shown = [st for st in STATES if st in counts]
+    ax.stackplot(
+        grid,
+        *(counts[st] for st in shown),
+        colors=[STATE_COLOURS[st] for st in shown],
+        step="post",
+        linewidth=0,
+    )
     ax.set_ylabel("workers\nby state")
 
 
