@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.check import Run, Verdict
+from harness.check import Run, Verdict, is_routine_freeze
 from harness.history import StepEvent
 from harness.report.result import ScenarioResult
 from harness.report.tables import backend_rows, ledger_rows, op_rows
@@ -119,10 +119,39 @@ def _verdict_table(outcome: ScenarioResult) -> str:
     )
 
 
-def _evidence(v: Verdict, clock: _Clock) -> str:
+def _whose(run: Run, pid: int, t: float) -> str:
+    """Whose backend ``pid`` was at ``t``, and what had become of that worker."""
+    if pid in run.foreign_pids:
+        return f"pid {pid} (a foreign backend)"
+    owner = run.timeline.owner(pid, t)
+    if owner is None:
+        return f"pid {pid} (no worker's)"
+    w, tl = owner.worker, run.timeline
+    died = tl.deaths.get(w)
+    if died is not None and died <= t:
+        return f"pid {pid} (worker {w}, gone since t={died - run.t0:+.3f}s: a zombie)"
+    frozen = tl.frozen_at(w, t)
+    if frozen is not None:
+        how = "parked" if is_routine_freeze(frozen.opened_by) else f"frozen by {frozen.opened_by.f}"
+        return f"pid {pid} (worker {w}, {how} since t={frozen.start - run.t0:+.3f}s)"
+    return f"pid {pid} (worker {w}, running)"
+
+
+def _explain(ev: dict[str, Any], run: Run | None) -> str:
+    """The evidence's sentence; for a count over the limit, whose backends they were."""
+    text = str(ev["explain"])
+    rows = ev.get("peak_rows")
+    if run is None or not isinstance(rows, list) or not rows or "from" not in ev:
+        return text
+    at = float(ev["from"])
+    pids = [int(r["pid"]) for r in rows if isinstance(r, dict) and "pid" in r]
+    return f"{text}. At the peak: " + "; ".join(_whose(run, p, at) for p in pids) + "."
+
+
+def _evidence(v: Verdict, clock: _Clock, run: Run | None) -> str:
     word = "failed" if v.failed else "could not be judged"
     parts = [f'<h3 id="evidence-{_e(v.prop)}">{_e(v.prop)} {_e(v.title)}: {word}</h3>']
-    sentences = [str(ev.get("explain", "")) for ev in v.evidence if ev.get("explain")]
+    sentences = [_explain(ev, run) for ev in v.evidence if ev.get("explain")]
     if not sentences and v.unknown:
         sentences = [str(s) for s in v.measured.get("unjudged") or []] or [v.summary]
     items = "".join(f"<li>{_e(s)}</li>" for s in sentences[:MAX_EVIDENCE])
@@ -281,7 +310,7 @@ def write_html(
     not_ok = [v for v in outcome.verdicts if not v.ok]
     if not_ok:
         sections.append('<h2 id="evidence">Evidence</h2>')
-        sections += [_evidence(v, clock) for v in not_ok]
+        sections += [_evidence(v, clock, run) for v in not_ok]
     sections += ["<h2>Schedule</h2>", _schedule(run, outcome)]
     if with_timeline:
         sections += [

@@ -260,9 +260,19 @@ def _draw_backends(ax: Any, chart: Chart) -> None:
             fontsize=7,
             color="#8a6d00",
             va="top",
+            zorder=6,
+            bbox=_LABEL_BOX,
         )
     for v in chart.violations:
-        ax.axvspan(v.start, max(v.end, v.start + 0.02), color="#d7191c", alpha=0.28, lw=0)
+        ax.axvspan(
+            v.start,
+            max(v.end, v.start + 0.02),
+            facecolor="#d7191c30",
+            edgecolor="#d7191c",
+            hatch="xx",
+            lw=0.8,
+            zorder=1,
+        )
     if chart.counts:
         ax.step(
             [t for t, _ in chart.counts],
@@ -321,7 +331,9 @@ def _legend_handles(chart: Chart) -> list[Any]:
     if chart.deadline is not None:
         handles.append(Patch(facecolor="#fff3c4", label="after P2's deadline"))
     if chart.violations:
-        handles.append(Patch(facecolor="#d7191c", alpha=0.28, label="P2 violation"))
+        handles.append(
+            Patch(facecolor="#d7191c30", edgecolor="#d7191c", hatch="xx", label="P2 violation")
+        )
     return handles
 
 
