@@ -24,7 +24,7 @@ from typing import Any
 from harness.check import Run, Verdict, is_routine_freeze
 from harness.history import StepEvent
 from harness.report.result import ScenarioResult
-from harness.report.tables import backend_rows, ledger_rows, op_rows
+from harness.report.tables import backend_rows, fault_rows, ledger_rows, op_rows
 
 WORD = {"ok": "holds", "fail": "FAILS", "unknown": "NOT JUDGED"}
 _CSS_CLASS = {"ok": "ok", "fail": "bad", "unknown": "unknown"}
@@ -223,6 +223,16 @@ def _operations(run: Run) -> str:
     return "".join(out)
 
 
+def _faults(run: Run) -> str:
+    rows = fault_rows(run)
+    if not rows:
+        return "<p>No fault was injected (workers were only parked between invocations).</p>"
+    return _table(
+        ("time", "worker", "fault", "what", "detail"),
+        ((_t(r.time), _e(r.worker or "all"), _e(r.f), _e(r.label), _e(r.detail)) for r in rows),
+    )
+
+
 def _backends(run: Run) -> str:
     rows = backend_rows(run)
     if not rows:
@@ -320,6 +330,7 @@ def write_html(
             " operations, faults, kills and the service's backends over the run\">",
         ]
     if run is not None:
+        sections += ["<h2>Faults</h2>", _faults(run)]
         sections += ["<h2>Operations</h2>", _operations(run)]
         sections += ["<h2>Backends</h2>", _backends(run)]
         sections += ["<h2>Reaper kills</h2>", _ledger(run)]

@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from harness.check import Run
+from harness.check import Run, is_routine_freeze
 from harness.history import ForeignEvent
+from harness.report.lanes import fault_label
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,28 @@ class LedgerRow:
     state: str | None
     state_since: float | None
     application_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FaultRow:
+    time: float
+    worker: str | None
+    f: str
+    label: str
+    detail: str
+
+
+def fault_rows(run: Run) -> list[FaultRow]:
+    """Every fault the nemesis applied, and every heal; not the routine parking and
+    waking of workers between invocations (Lambda's normal life)."""
+    out = []
+    for e in run.timeline.faults:
+        routine = is_routine_freeze(e) or (e.f == "thaw" and e.value.get("cause") == "invoke")
+        if routine or (e.f == "freeze" and e.value.get("cause") == "reclaim"):
+            continue
+        detail = ", ".join(f"{k}={v}" for k, v in e.value.items() if k != "cause")
+        out.append(FaultRow(e.time - run.t0, e.worker, e.f, fault_label(e), detail))
+    return out
 
 
 def op_rows(run: Run) -> list[OpRow]:
@@ -150,4 +173,13 @@ def ledger_rows(run: Run) -> list[LedgerRow]:
     return out
 
 
-__all__ = ["BackendRow", "LedgerRow", "OpRow", "backend_rows", "ledger_rows", "op_rows"]
+__all__ = [
+    "BackendRow",
+    "FaultRow",
+    "LedgerRow",
+    "OpRow",
+    "backend_rows",
+    "fault_rows",
+    "ledger_rows",
+    "op_rows",
+]

@@ -55,9 +55,9 @@ def browser() -> Iterator[Any]:
 
 def _fixture(result: str) -> str:
     for d in sorted(FIXTURES.iterdir()):
-        if (d / "summary.json").exists():
-            if json.loads((d / "summary.json").read_text())["result"] == result:
-                return d.name
+        summary = d / "summary.json"
+        if summary.exists() and json.loads(summary.read_text())["result"] == result:
+            return d.name
     raise AssertionError(f"no recorded {result} run in {FIXTURES}")
 
 

@@ -83,6 +83,29 @@ def test_a_workers_lane_follows_its_life_on_the_runs_clock() -> None:
     assert [(s.n, round(s.time, 3)) for s in chart.steps] == [(1, 0.5), (2, 2.4)]
 
 
+def test_window_faults_end_at_their_own_heal() -> None:
+    h = H()
+    h.spawn("w1", 0.0)
+    op = h.write("w1", 0.1, "op-9")
+    h.fault("ack_lost", 0.1, "w1", op="op-9", timeout_ms=300)
+    h.info(op, 0.5, cls="OperationalError")
+    h.fault("heal", 0.5, "w1", undo="ack_lost", op="op-9")
+    h.fault("proxy_down", 1.0, "w1")
+    h.fault("proxy_up", 1.4, "w1")
+    h.fault("clock_skew", 1.6, "w1", seconds=-5)
+    h.fault("bandwidth", 1.7, "w1", rate_kb=10, stream="downstream")
+    run = Run(h.events, [sample(2.0)], final(), config())
+    (lane,) = build_chart(run).lanes
+    got = [(f.f, round(f.start, 3), round(f.end, 3), f.window, f.label) for f in lane.faults]
+    assert got == [
+        ("ack_lost", 0.1, 0.5, True, "ack lost"),
+        ("proxy_down", 1.0, 1.4, True, "proxy down"),
+        ("clock_skew", 1.6, 1.6, False, "clock skew -5 s"),
+        ("bandwidth", 1.7, 2.0, True, "bandwidth 10 KB/s"),  # never healed: to the end
+    ]
+    assert [o.outcome for o in lane.ops] == ["info"]
+
+
 def test_routine_parking_is_a_state_not_a_fault() -> None:
     h = H()
     h.spawn("w1", 0.0)
