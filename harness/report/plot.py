@@ -84,7 +84,7 @@ def _widen(a: float, b: float, least: float) -> tuple[float, float]:
     return (a, b) if b - a >= least else (a, a + least)
 
 
-def _draw_lanes(ax: Any, chart: Chart, least: float) -> None:
+def _draw_lanes(ax: Any, chart: Chart, least: float, char_w: float) -> None:
     lanes, n = chart.lanes, len(chart.lanes)
     labelled = n <= LABELLED_LANES
     for st in STATES:
@@ -115,7 +115,7 @@ def _draw_lanes(ax: Any, chart: Chart, least: float) -> None:
             zorder=3,
         )
     for i, lane in enumerate(lanes):
-        _draw_lane_faults(ax, lane, i, labelled, least)
+        _draw_lane_faults(ax, lane, i, labelled, least, char_w)
     kx = [k.time for lane in lanes for k in lane.kills]
     ky = [i for i, lane in enumerate(lanes) for _ in lane.kills]
     if kx:
@@ -155,8 +155,17 @@ def _draw_lanes(ax: Any, chart: Chart, least: float) -> None:
     ax.set_ylabel("workers")
 
 
-def _draw_lane_faults(ax: Any, lane: Lane, i: int, labelled: bool, least: float) -> None:
-    for fm in lane.faults:
+HATCHES = ("////", "\\\\\\\\", "xx", "..")
+
+
+def _draw_lane_faults(
+    ax: Any, lane: Lane, i: int, labelled: bool, least: float, char_w: float
+) -> None:
+    """Windows as hatched bands (overlapping ones hatched differently), points as marks;
+    labels staggered in three rows inside the lane so close ones do not cover each other."""
+    rows = _rows([(fm.start, (len(fm.label) + 1) * char_w) for fm in lane.faults], 3)
+    windows = 0
+    for fm, r in zip(lane.faults, rows, strict=True):
         colour = FAULT_COLOURS.get(fm.f, "#555555")
         if fm.window:
             a, b = _widen(fm.start, fm.end, least)
@@ -166,9 +175,10 @@ def _draw_lane_faults(ax: Any, lane: Lane, i: int, labelled: bool, least: float)
                 facecolors=colour + "40",
                 edgecolors=colour,
                 linewidths=1.0,
-                hatch="////",
+                hatch=HATCHES[windows % len(HATCHES)],
                 zorder=4,
             )
+            windows += 1
         else:
             ax.plot(
                 [fm.start],
@@ -181,12 +191,12 @@ def _draw_lane_faults(ax: Any, lane: Lane, i: int, labelled: bool, least: float)
         if labelled:
             ax.annotate(
                 fm.label,
-                (fm.start, i - 0.45),
-                xytext=(2, 1),
+                (fm.start, i - 0.47 + 0.31 * r),
+                xytext=(3, 0),
                 textcoords="offset points",
                 fontsize=6.5,
                 color=colour,
-                va="bottom",
+                va="top",
                 zorder=7,
                 bbox=_LABEL_BOX,
             )
@@ -381,7 +391,7 @@ def plot_timeline(run: Run, path: Path, verdicts: Sequence[Verdict] = ()) -> boo
     left, right = 0.06, 0.985
     char_w = span / ((right - left) * width * 100 / 5.2)
     _draw_steps(ax["steps"], chart, char_w)
-    _draw_lanes(ax["lanes"], chart, least)
+    _draw_lanes(ax["lanes"], chart, least, char_w)
     if "states" in ax:
         _draw_states(ax["states"], chart)
     _draw_backends(ax["backends"], chart)
