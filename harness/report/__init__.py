@@ -3,7 +3,7 @@
 - ``result``        a scenario's verdicts and figures, the one line that says why, the exit status
 - ``rundir``        ``reports/<scenario>/<UTC time>/`` and ``reports/latest`` (judged runs only)
 - ``stored``        the recorded run in its directory: config, final state, what was judged
-- ``analyze``       :func:`render` and :func:`analyze` a stored run from its files alone
+- ``offline``       :func:`render` and :func:`analyze`: a stored run from its files alone
 - ``identity``      when, from which commit, with which PostgreSQL and Toxiproxy a run ran
 - ``lanes``         what the timeline shows, as data: lanes, states, ops, faults, kills
 - ``plot``          ``timeline.png``
@@ -13,7 +13,7 @@
 - ``activity_csv``  ``activity.csv``
 """
 
-from harness.report.analyze import VerifyFor, analyze, load_result, load_summary, render
+from harness.report.offline import VerifyFor, analyze, load_result, load_summary, render
 from harness.report.identity import run_identity
 from harness.report.result import EXIT_FAILED, EXIT_OK, EXIT_UNJUDGED, ScenarioResult
 from harness.report.rundir import REPORTS_ROOT, RunDir
