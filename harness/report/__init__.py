@@ -13,8 +13,8 @@
 - ``activity_csv``  ``activity.csv``
 """
 
-from harness.report.offline import VerifyFor, analyze, load_result, load_summary, render
 from harness.report.identity import run_identity
+from harness.report.offline import VerifyFor, analyze, load_result, load_summary, render
 from harness.report.result import EXIT_FAILED, EXIT_OK, EXIT_UNJUDGED, ScenarioResult
 from harness.report.rundir import REPORTS_ROOT, RunDir
 from harness.report.stored import load_run, store_run
