@@ -9,10 +9,10 @@ PYTEST_ARGS ?=
 NODE_DRIVERS := harness/drivers/node
 NODE_STAMP   := $(NODE_DRIVERS)/node_modules/.package-lock.json
 
-.PHONY: setup postgres node-drivers test test-both test-fast test-containers chaos bench replay nightly \
+.PHONY: setup postgres chromium node-drivers test test-both test-fast test-containers chaos bench replay nightly \
 	lint typecheck clean
 
-setup: $(STAMP) postgres node-drivers
+setup: $(STAMP) postgres chromium node-drivers
 
 $(STAMP): pyproject.toml Makefile
 	@scripts/ensure-python.sh $(PYTHON)
@@ -23,6 +23,10 @@ $(STAMP): pyproject.toml Makefile
 
 postgres:
 	@scripts/ensure-postgres.sh
+
+# Debian's Chromium for the report's browser test (driven by the dev extra's playwright).
+chromium:
+	@scripts/ensure-chromium.sh
 
 # npm's pg for the pg-aequor interop tests (tests/integration/test_lease_interop.py),
 # exactly as locked. Without npm the step says so and those tests skip.

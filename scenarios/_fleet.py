@@ -131,7 +131,14 @@ def fleet_scenario(
     def run(ctx: Context) -> ScenarioResult:
         opts = parse_fleet_options(ctx.options, workers=workers)
         steps = build(opts)
-        env = ChaosEnv(ctx.pg, ctx.proxies, cap=opts.workers, timings=opts.timings, seed=opts.seed)
+        env = ChaosEnv(
+            ctx.pg,
+            ctx.proxies,
+            cap=opts.workers,
+            timings=opts.timings,
+            seed=opts.seed,
+            clock_start=ctx.progress.started,
+        )
         client = opts.bug.client_class if opts.bug else "the correct client"
         ctx.progress(
             f"{len(steps)} steps on up to {opts.workers} workers with {client};"

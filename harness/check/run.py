@@ -94,6 +94,10 @@ class RunConfig:
     sample_interval: float | None = None
     """The sampler's interval; when given, a run whose samples fell behind it (see
     :attr:`Run.sampling_problems`) cannot be judged on what the samples show."""
+    clock_start: float | None = None
+    """Monotonic time where the run's progress clock started; when given it is the
+    run's zero (:attr:`Run.t0`), so evidence and the report's chart count from where
+    the progress output does."""
 
     def __post_init__(self) -> None:
         if not self.own_app_prefix:
@@ -137,7 +141,10 @@ class Run:
 
     @cached_property
     def t0(self) -> float:
-        """The earliest recorded time; evidence sentences say times relative to it."""
+        """The run's zero: the config's ``clock_start``, else the earliest recorded time.
+        Evidence sentences say times relative to it."""
+        if self.config.clock_start is not None:
+            return self.config.clock_start
         times = [self.timeline.start] if self.timeline.events else []
         if self.sorted_samples:
             times.append(self.sorted_samples[0].time)
@@ -147,7 +154,7 @@ class Run:
         """A time as a person reads it: seconds since the start of the run."""
         if math.isinf(t):
             return "the end" if t > 0 else "the start"
-        return f"t=+{t - self.t0:.3f}s"
+        return f"t={t - self.t0:+.3f}s"
 
     def last_sample_before(self, t: float) -> Sample | None:
         ss = self.sorted_samples

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness import interrupt
-from harness.cli.runner import Scenario, parse_options, run_scenario_result
+from harness.cli.runner import Scenario, analyze, parse_options, render, run_scenario_result
 from harness.cli.table import Row, render
 from harness.errors import HarnessError, UsageError
 from harness.infra.owned import clean_dead_runs
@@ -204,16 +204,14 @@ def _run_dir(raw: str) -> Path:
 
 def cmd_report(args: argparse.Namespace) -> int:
     path = _run_dir(args.run_dir)
-    from harness.report import render as rerender  # type: ignore[attr-defined]
 
-    rerender(path)
+    render(path)
     print(path / "report.html")
     return 0
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     path = _run_dir(args.run_dir)
-    from harness.report import analyze  # type: ignore[attr-defined]
 
     result = analyze(path)
     word = {"ok": "holds", "fail": "FAILS", "unknown": "NOT JUDGED"}
