@@ -29,7 +29,8 @@ from pathlib import Path
 
 from harness import interrupt
 from harness.cli.runner import Scenario, analyze, parse_options, render, run_scenario_result
-from harness.cli.table import Row, render
+from harness.cli.table import Row
+from harness.cli.table import render as render_table
 from harness.errors import HarnessError, UsageError
 from harness.infra.owned import clean_dead_runs
 from harness.interrupt import handle_signals
@@ -141,7 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 break
     if len(plan) > 1:
         print("== chaos summary")
-        print(render(rows))
+        print(render_table(rows))
     stopped = interrupt.exit_code()
     if stopped is not None:
         left = len(plan) - len(rows)
