@@ -115,7 +115,7 @@ class LiveRun:
             self.sampler.samples,
             final,
             self.env.run_config(),
-            harness_faults=tuple(self.interpreter.fleet.harness_faults()),
+            harness_faults=tuple(self.interpreter.fleet.harness_faults),
         )
         self.notes.append(self._log_cross_check(run))
         self.judged = Judged(

@@ -68,7 +68,6 @@ from harness.fleet.protocol import (
     PausePoint,
     QueryFailed,
     ReapReport,
-    Skew,
     Stop,
     WorkerSpec,
     decode_message,
@@ -233,15 +232,16 @@ class Fleet:
 
     # ------------------------------------------------------------------ queries
 
-    def worker_names(self, *, alive: bool = True) -> list[str]:
+    def worker_names(self, *, alive: bool = True, state: WorkerState | None = None) -> list[str]:
+        """The workers' names, oldest first: the live ones (or all), in ``state`` if given
+        (``idle``: those that can take an invocation now)."""
         with self._lock:
-            return [w.name for w in self._workers.values() if w.alive or not alive]
-
-    def idle_workers(self) -> list[str]:
-        """The workers that can take an invocation now, oldest first."""
-        with self._lock:
-            idle = [w for w in self._workers.values() if w.state == "idle"]
-        return [w.name for w in sorted(idle, key=lambda w: w.number)]
+            chosen = [
+                w
+                for w in self._workers.values()
+                if (w.alive or not alive) and (state is None or w.state == state)
+            ]
+        return [w.name for w in sorted(chosen, key=lambda w: w.number)]
 
     def worker(self, name: str) -> WorkerInfo:
         """What the fleet knows of one worker, now."""
@@ -428,7 +428,8 @@ class Fleet:
     # ------------------------------------------------------------------ reading workers
 
     def _read_loop(self, w: _Worker) -> None:
-        assert w.conn is not None and w.process is not None
+        assert w.conn is not None
+        assert w.process is not None
         conn, sentinel = w.conn, w.process.sentinel
         try:
             while True:
@@ -492,6 +493,7 @@ class Fleet:
         if finished is not None:
             finished[0].resolve(finished[1])
 
+    @property
     def harness_faults(self) -> list[str]:
         """What the harness's own machinery did wrong so far, one sentence each."""
         with self._lock:
@@ -749,12 +751,10 @@ class Fleet:
         w.link.blackhole()
         w.blackholed = True
 
-    def clock_skew(self, worker: str, seconds: float) -> None:
-        """The worker's lease clock becomes ``time.time() + seconds`` (applied when it next
-        reads the pipe: at once if idle or paused, after the running op otherwise)."""
-        w = self._live(worker)
-        self.record_fault("clock_skew", worker, {"seconds": seconds})
-        self._command(w, Skew(seconds=float(seconds)))
+    def command(self, worker: str, cmd: Command) -> None:
+        """Send a control command to a live worker (it reads it at once if idle or paused,
+        after the running op otherwise)."""
+        self._command(self._live(worker), cmd)
 
     def on_next_error(self, worker: str, fn: Callable[[], None]) -> None:
         """Run ``fn`` once, at the worker's next query error, dropped connection or op end."""

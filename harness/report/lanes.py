@@ -189,19 +189,9 @@ def build_chart(run: Run, verdicts: Sequence[Verdict] = ()) -> Chart:
     def rel(t: float) -> float:
         return (min(t, last) if math.isinf(t) else t) - t0
 
-    spawns: dict[str, float] = {}
-    crashed: set[str] = set()
-    for e in tl.events:
-        if isinstance(e, WorkerEvent):
-            if e.f == "spawn":
-                spawns.setdefault(e.worker, e.time)
-            elif e.f == "crash":
-                crashed.add(e.worker)
-        if e.worker is not None and not isinstance(e, StepEvent):
-            spawns.setdefault(e.worker, e.time)  # a worker seen without its spawn
+    spawns, crashed = _spawns(run)
     names = sorted(spawns, key=lambda w: (spawns[w], _natural(w)))
     lanes = {w: Lane(w) for w in names}
-
     for w, lane in lanes.items():
         lane.states = _states(run, w, spawns[w], w in crashed, last, rel)
         for op in tl.ops_of(w):
@@ -209,22 +199,7 @@ def build_chart(run: Run, verdicts: Sequence[Verdict] = ()) -> Chart:
             outcome: Outcome = "info" if done is None or done.type == "invoke" else done.type
             bar = OpBar(rel(op.start), rel(op.end), op.id, op.invoke.f, outcome, done is None)
             lane.ops.append(bar)
-
-    marks: list[GlobalMark] = []
-    for e in tl.faults:
-        if e.worker is None:
-            marks.append(GlobalMark(rel(e.time), e.f, fault_label(e)))
-            continue
-        lane = lanes[e.worker]
-        if e.f in WINDOW_FAULTS:
-            stop = _window_end(e, tl.faults, last)
-            lane.faults.append(FaultMark(rel(e.time), rel(stop), e.f, fault_label(e), True))
-        elif e.f in ("thaw", "heal", "proxy_up") or is_routine_freeze(e):
-            continue  # ends of states or windows, drawn by those
-        elif e.f == "freeze" and e.value.get("cause") == "reclaim":
-            continue  # the freeze a reclaim makes on its way: the reclaim is the mark
-        else:
-            lane.faults.append(FaultMark(rel(e.time), rel(e.time), e.f, fault_label(e), False))
+    marks = _fault_marks(run, lanes, last, rel)
 
     kills: list[tuple[float, int]] = []
     for k in run.kills:
@@ -255,6 +230,42 @@ def build_chart(run: Run, verdicts: Sequence[Verdict] = ()) -> Chart:
         deadline=None if deadline is None else rel(float(deadline)),
         violations=violations,
     )
+
+
+def _spawns(run: Run) -> tuple[dict[str, float], set[str]]:
+    """When each worker was first seen (its spawn, else its first event), and which crashed."""
+    spawns: dict[str, float] = {}
+    crashed: set[str] = set()
+    for e in run.timeline.events:
+        if isinstance(e, WorkerEvent):
+            if e.f == "spawn":
+                spawns.setdefault(e.worker, e.time)
+            elif e.f == "crash":
+                crashed.add(e.worker)
+        if e.worker is not None and not isinstance(e, StepEvent):
+            spawns.setdefault(e.worker, e.time)  # a worker seen without its spawn
+    return spawns, crashed
+
+
+def _fault_marks(run: Run, lanes: dict[str, Lane], last: float, rel: _Rel) -> list[GlobalMark]:
+    """Each fault on the lane it hit (windows where it lasts), and the run-wide ones."""
+    tl = run.timeline
+    marks: list[GlobalMark] = []
+    for e in tl.faults:
+        if e.worker is None:
+            marks.append(GlobalMark(rel(e.time), e.f, fault_label(e)))
+            continue
+        lane = lanes[e.worker]
+        if e.f in WINDOW_FAULTS:
+            stop = _window_end(e, tl.faults, last)
+            lane.faults.append(FaultMark(rel(e.time), rel(stop), e.f, fault_label(e), True))
+        elif e.f in ("thaw", "heal", "proxy_up") or is_routine_freeze(e):
+            continue  # ends of states or windows, drawn by those
+        elif e.f == "freeze" and e.value.get("cause") == "reclaim":
+            continue  # the freeze a reclaim makes on its way: the reclaim is the mark
+        else:
+            lane.faults.append(FaultMark(rel(e.time), rel(e.time), e.f, fault_label(e), False))
+    return marks
 
 
 def _states(

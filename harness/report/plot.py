@@ -353,6 +353,51 @@ LINE_IN = 0.17
 """Height of one line of legend or step list, in inches."""
 
 
+def _draw_shared_marks(ax: dict[str, Any], chart: Chart, span: float, run: Run) -> None:
+    """Steps across the lanes and the backend plot, run-wide faults, the axis and title."""
+    for s in chart.steps:
+        for name in ("lanes", "backends"):
+            ax[name].axvline(s.time, color="#33333355", linewidth=0.7, linestyle=":", zorder=2)
+    for g in chart.globals:
+        colour = "#8c2d04" if g.f == "pg_restart" else "#1a9641"
+        ax["backends"].axvline(g.time, color=colour, linewidth=1.2, linestyle="--", alpha=0.7)
+    lo = min(0.0, *(s.start for lane in chart.lanes for s in lane.states[:1]))
+    ax["backends"].set_xlim(lo, span * 1.01)
+    zero = (
+        "where the progress output starts"
+        if run.config.clock_start is not None
+        else "the first recorded event"
+    )
+    ax["backends"].set_xlabel(f"seconds since the start of the run (0 = {zero})")
+    ax["steps"].set_title(
+        f"{len(chart.lanes)} worker(s), {sum(len(la.ops) for la in chart.lanes)} operation(s),"
+        f" {len(chart.kills)} reaper kill(s)",
+        fontsize=9,
+        loc="left",
+    )
+
+
+def _write_steps(
+    fig: Any, step_lines: list[str], left: float, right: float, steps_h: float, height: float
+) -> None:
+    """The schedule's steps in columns under the chart."""
+    per_col = -(-len(step_lines) // STEP_COLUMNS)
+    for c in range(STEP_COLUMNS):
+        chunk = step_lines[c * per_col : (c + 1) * per_col]
+        if chunk:
+            fig.text(
+                left + c * (right - left) / STEP_COLUMNS,
+                (steps_h - 0.1) / height,
+                "\n".join(chunk),
+                fontsize=7.5,
+                va="top",
+                ha="left",
+                linespacing=1.35,
+            )
+    if step_lines:
+        fig.text(left, (steps_h + 0.02) / height, "steps", fontsize=8, weight="bold", va="top")
+
+
 def plot_timeline(run: Run, path: Path, verdicts: Sequence[Verdict] = ()) -> bool:
     """Write ``timeline.png``; False (and no file) when matplotlib is not installed."""
     try:
@@ -395,26 +440,7 @@ def plot_timeline(run: Run, path: Path, verdicts: Sequence[Verdict] = ()) -> boo
     if "states" in ax:
         _draw_states(ax["states"], chart)
     _draw_backends(ax["backends"], chart)
-    for s in chart.steps:
-        for name in ("lanes", "backends"):
-            ax[name].axvline(s.time, color="#33333355", linewidth=0.7, linestyle=":", zorder=2)
-    for g in chart.globals:
-        colour = "#8c2d04" if g.f == "pg_restart" else "#1a9641"
-        ax["backends"].axvline(g.time, color=colour, linewidth=1.2, linestyle="--", alpha=0.7)
-    lo = min(0.0, *(s.start for lane in chart.lanes for s in lane.states[:1]))
-    ax["backends"].set_xlim(lo, span * 1.01)
-    zero = (
-        "where the progress output starts"
-        if run.config.clock_start is not None
-        else "the first recorded event"
-    )
-    ax["backends"].set_xlabel(f"seconds since the start of the run (0 = {zero})")
-    ax["steps"].set_title(
-        f"{n} worker(s), {sum(len(la.ops) for la in chart.lanes)} operation(s),"
-        f" {len(chart.kills)} reaper kill(s)",
-        fontsize=9,
-        loc="left",
-    )
+    _draw_shared_marks(ax, chart, span, run)
     bottom_in = xlab + leg_h + steps_h
     fig.subplots_adjust(left=left, right=right, top=1 - top / height, bottom=bottom_in / height)
     fig.legend(
@@ -425,21 +451,7 @@ def plot_timeline(run: Run, path: Path, verdicts: Sequence[Verdict] = ()) -> boo
         fontsize=7.5,
         frameon=False,
     )
-    per_col = -(-len(step_lines) // STEP_COLUMNS)
-    for c in range(STEP_COLUMNS):
-        chunk = step_lines[c * per_col : (c + 1) * per_col]
-        if chunk:
-            fig.text(
-                left + c * (right - left) / STEP_COLUMNS,
-                (steps_h - 0.1) / height,
-                "\n".join(chunk),
-                fontsize=7.5,
-                va="top",
-                ha="left",
-                linespacing=1.35,
-            )
-    if step_lines:
-        fig.text(left, (steps_h + 0.02) / height, "steps", fontsize=8, weight="bold", va="top")
+    _write_steps(fig, step_lines, left, right, steps_h, height)
     fig.savefig(path)
     plt.close(fig)
     return True

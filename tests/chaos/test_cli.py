@@ -51,7 +51,8 @@ def test_list_names_scenarios_options_and_clients() -> None:
     assert done.returncode == 0
     for name in ("thaw_storm", "cold_start_wave", "checkpoint_restore", "smoke"):
         assert name in done.stdout
-    assert "workers" in done.stdout and "reaper_disabled" in done.stdout
+    assert "workers" in done.stdout
+    assert "reaper_disabled" in done.stdout
     listed = json.loads(thawproof("list", "--json").stdout)
     assert len(listed["scenarios"]) >= 13
     assert "client" in listed["scenarios"]["thaw_storm"]["options"]
@@ -66,8 +67,10 @@ def test_list_into_a_closed_pipe_is_no_traceback() -> None:
         cwd=REPO,
         check=False,
     )
-    assert done.returncode == 0 and len(done.stdout.splitlines()) == 1
-    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+    assert done.returncode == 0
+    assert len(done.stdout.splitlines()) == 1
+    assert "Traceback" not in done.stderr
+    assert "BrokenPipe" not in done.stderr
 
 
 @pytest.mark.parametrize(
@@ -107,7 +110,8 @@ def test_run_all_ends_with_the_table(tmp_path: Path) -> None:
     assert len(rows) == 2
     fleet = next(r for r in rows if r.startswith("reclaim_zombies"))
     assert fleet.split()[1:6] == ["ok"] * 5
-    assert "/3" in fleet and "reports/reclaim_zombies/" in fleet
+    assert "/3" in fleet
+    assert "reports/reclaim_zombies/" in fleet
 
 
 def test_a_users_client_class_runs_and_a_users_bug_is_caught() -> None:
@@ -115,7 +119,8 @@ def test_a_users_client_class_runs_and_a_users_bug_is_caught() -> None:
     assert ok.returncode == 0, ok.stdout + ok.stderr
     bad = thawproof("run", "thaw_storm", "client=tests.fixtures.user_client:NeverFencesClient")
     assert bad.returncode == 1, bad.stdout + bad.stderr
-    assert "P1" in bad.stdout and "FAILS" in bad.stdout
+    assert "P1" in bad.stdout
+    assert "FAILS" in bad.stdout
 
 
 def test_clean_keeps_the_newest_runs(tmp_path: Path) -> None:

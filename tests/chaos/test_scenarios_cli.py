@@ -25,10 +25,12 @@ def test_smoke_scenario_passes_and_reports() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     latest = REPO / "reports" / "latest"
     summary = json.loads((latest / "summary.json").read_text())
-    assert summary["scenario"] == "smoke" and summary["result"] == "pass"
+    assert summary["scenario"] == "smoke"
+    assert summary["result"] == "pass"
     assert {v["property"] for v in summary["verdicts"]} == {"S1", "S2", "S3"}
     assert "OperationalError" in summary["verdicts"][0]["summary"]
-    assert (latest / "junit.xml").exists() and (latest / "report.html").exists()
+    assert (latest / "junit.xml").exists()
+    assert (latest / "report.html").exists()
     assert "[smoke" in done.stderr  # progress lines
 
 
@@ -67,7 +69,8 @@ def test_fleet_scenario_with_a_bug_zoo_client_exits_1_with_evidence() -> None:
     assert done.returncode == 1, done.stdout + done.stderr
     summary = json.loads((REPO / "reports" / "latest" / "summary.json").read_text())
     p2 = next(v for v in summary["verdicts"] if v["property"] == "P2")
-    assert not p2["ok"] and p2["evidence"]
+    assert not p2["ok"]
+    assert p2["evidence"]
     assert (REPO / "reports" / "latest" / "timeline.png").exists()
     assert (REPO / "reports" / "latest" / "history.jsonl").exists()
 
@@ -87,4 +90,5 @@ def test_fleet_scenario_passes_and_its_kills_match_the_server_log() -> None:
     assert [v["property"] for v in summary["verdicts"]] == ["P1", "P2", "P3", "P4", "P5"]
     assert summary["counts"]["reaper_kills"] >= 1
     log_notes = [n for n in summary["notes"] if "server log" in n]
-    assert log_notes and "all accounted for by the ledger" in log_notes[0], log_notes
+    assert log_notes, log_notes
+    assert "all accounted for by the ledger" in log_notes[0], log_notes

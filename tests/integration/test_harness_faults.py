@@ -41,7 +41,8 @@ def _scenario(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 def _never_the_clients_fault(code: int, out: str) -> None:
     assert code == 2, out
-    assert "FAILS" not in out and ": fail " not in out, out
+    assert "FAILS" not in out, out
+    assert ": fail " not in out, out
 
 
 def test_a_proxy_that_loses_bytes_is_caught_by_the_canary(tmp_path: Path) -> None:
@@ -109,7 +110,8 @@ def test_a_sampler_that_falls_behind_makes_the_run_unjudged(runners: list[Runner
             os.kill(row[0], signal.SIGCONT)
     code, out = r.finish(timeout=120)
     _never_the_clients_fault(code, out)
-    assert "NOT JUDGED" in out and "pg_stat_activity sample" in out
+    assert "NOT JUDGED" in out
+    assert "pg_stat_activity sample" in out
 
 
 def test_a_workers_proxy_that_vanishes_is_the_harness_fault(runners: list[Runner]) -> None:
@@ -123,4 +125,5 @@ def test_a_workers_proxy_that_vanishes_is_the_harness_fault(runners: list[Runner
             proxies.delete_proxy(name)  # behind the fleet's back: no fault says so
         code, out = r.finish(timeout=120)
     _never_the_clients_fault(code, out)
-    assert "proxy" in out and ("is gone" in out or "not found" in out), out
+    assert "proxy" in out, out
+    assert "is gone" in out or "not found" in out, out

@@ -19,11 +19,13 @@ def test_identity_names_the_real_components(
     assert ident["python"].startswith("CPython 3.")
     assert ident["postgresql"].startswith("PostgreSQL 1"), ident["postgresql"]
     kind, _, version = ident["toxiproxy_server"].partition(" ")
-    assert kind == toxiproxy_server.kind and version == toxiproxy_server.version != ""
+    assert kind == toxiproxy_server.kind
+    assert version == toxiproxy_server.version != ""
     assert ident["toxiproxy_python"] == package_version("toxiproxy-python") != "not installed"
     assert not any("password" in str(v).lower() or "dsn" in str(v).lower() for v in ident.values())
 
 
 def test_identity_without_servers_says_so() -> None:
     ident = run_identity()
-    assert ident["postgresql"] == "not started" and ident["toxiproxy_server"] == "not started"
+    assert ident["postgresql"] == "not started"
+    assert ident["toxiproxy_server"] == "not started"

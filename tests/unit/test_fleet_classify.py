@@ -72,6 +72,8 @@ def test_error_info_takes_the_sqlstate_from_the_cause() -> None:
 
 
 def test_definite_sqlstates() -> None:
-    assert definite_sqlstate("53300") and definite_sqlstate("57P03") and definite_sqlstate("40001")
+    assert definite_sqlstate("53300")
+    assert definite_sqlstate("57P03")
+    assert definite_sqlstate("40001")
     for state in (None, "", "08000", "57P01", "57P02", "25P03", "XX000", "58030"):
         assert not definite_sqlstate(state)

@@ -39,7 +39,8 @@ def _run_with_duplicate(duplicate: bool, **cfg: object) -> Run:
 def _png_size(path: Path) -> tuple[int, int]:
     """Width and height from a PNG's IHDR chunk (the file must be a real PNG)."""
     data = path.read_bytes()
-    assert data[:8] == PNG and data[12:16] == b"IHDR", "not a PNG"
+    assert data[:8] == PNG, "not a PNG"
+    assert data[12:16] == b"IHDR", "not a PNG"
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
@@ -63,17 +64,21 @@ def test_passing_run_writes_every_file_and_points_latest(tmp_path: Path) -> None
         assert (d.path / name).stat().st_size > 0, name
     assert (tmp_path / "latest").resolve() == d.path.resolve()
     summary = json.loads((d.path / "summary.json").read_text())
-    assert summary["result"] == "pass" and outcome.exit_code == EXIT_OK
+    assert summary["result"] == "pass"
+    assert outcome.exit_code == EXIT_OK
     assert summary["why"] == "every property holds (P1, P2, P3, P4, P5)"
     assert summary["identity"]["git_commit"] == "abc"
     assert [v["property"] for v in summary["verdicts"]] == ["P1", "P2", "P3", "P4", "P5"]
     width, height = _png_size(d.path / "timeline.png")
-    assert width >= 1000 and height >= 400
+    assert width >= 1000
+    assert height >= 400
     suite = ET.parse(d.path / "junit.xml").getroot()
-    assert suite.get("tests") == "5" and suite.get("failures") == "0"
+    assert suite.get("tests") == "5"
+    assert suite.get("failures") == "0"
     with (d.path / "activity.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == len(run.samples) and rows[0]["pid"] == "101"
+    assert len(rows) == len(run.samples)
+    assert rows[0]["pid"] == "101"
     assert json.loads((d.path / "final.json").read_text())["ledger_counts"] == {"op-1": 1}
 
 
@@ -84,13 +89,17 @@ def test_failing_property_shows_in_junit_html_why_and_exit_code(tmp_path: Path) 
     d = RunDir("demo", root=tmp_path)
     d.finish(outcome)
     suite = ET.parse(d.path / "junit.xml").getroot()
-    assert suite.get("failures") == "1" and suite.get("tests") == "5"
+    assert suite.get("failures") == "1"
+    assert suite.get("tests") == "5"
     failure = suite.find("testcase/failure")
-    assert failure is not None and "op-1" in (failure.text or "")
+    assert failure is not None
+    assert "op-1" in (failure.text or "")
     page = (d.path / "report.html").read_text()
-    assert "FAILS" in page and 'id="evidence-P3"' in page
+    assert "FAILS" in page
+    assert 'id="evidence-P3"' in page
     why = json.loads((d.path / "summary.json").read_text())["why"]
-    assert why.startswith("P3 no duplicate writes failed:") and "op-1" in why
+    assert why.startswith("P3 no duplicate writes failed:")
+    assert "op-1" in why
     assert "\n" not in why
     assert (tmp_path / "latest").resolve() == d.path.resolve()  # a failure is judged
 
@@ -115,12 +124,14 @@ def test_an_unjudged_run_says_why_and_never_moves_latest(tmp_path: Path) -> None
 
 def test_a_first_unjudged_run_makes_no_latest(tmp_path: Path) -> None:
     RunDir("demo", root=tmp_path).finish(ScenarioResult("demo", unjudged="interrupted"))
-    assert not (tmp_path / "latest").exists() and not (tmp_path / "latest").is_symlink()
+    assert not (tmp_path / "latest").exists()
+    assert not (tmp_path / "latest").is_symlink()
 
 
 def test_a_result_without_verdicts_is_not_a_pass() -> None:
     outcome = ScenarioResult("demo")
-    assert outcome.result == "unjudged" and outcome.exit_code == EXIT_UNJUDGED
+    assert outcome.result == "unjudged"
+    assert outcome.exit_code == EXIT_UNJUDGED
     assert outcome.why == "not judged: the scenario returned no verdict"
 
 
@@ -132,14 +143,17 @@ def test_a_history_that_fails_validation_is_unjudged_and_exits_2(tmp_path: Path)
     run = Run(h.events, [], final(), config())
     verdicts = check_all(run)
     assert [v.status for v in verdicts] == ["unknown"] * 5
-    assert "fails validation" in verdicts[0].summary and "double_completion" in verdicts[0].summary
+    assert "fails validation" in verdicts[0].summary
+    assert "double_completion" in verdicts[0].summary
     outcome = ScenarioResult("demo", verdicts, run=run)
-    assert outcome.result == "unjudged" and outcome.exit_code == EXIT_UNJUDGED
+    assert outcome.result == "unjudged"
+    assert outcome.exit_code == EXIT_UNJUDGED
     assert outcome.why.startswith("not judged: P1 NOT JUDGED: the history fails validation")
     d = RunDir("demo", root=tmp_path)
     d.finish(outcome)
     suite = ET.parse(d.path / "junit.xml").getroot()
-    assert suite.get("errors") == "5" and suite.get("failures") == "0"
+    assert suite.get("errors") == "5"
+    assert suite.get("failures") == "0"
     assert "NOT JUDGED" in (d.path / "report.html").read_text()
     assert not (tmp_path / "latest").exists()
 
@@ -196,7 +210,9 @@ def test_every_link_on_the_page_is_a_relative_file_of_the_directory(tmp_path: Pa
     d.finish(ScenarioResult("demo", check_all(run), run=run))
     page = (d.path / "report.html").read_text()
     refs = re.findall(r'(?:href|src)="([^"]+)"', page)
-    assert "timeline.png" in refs and "history.jsonl" in refs
+    assert "timeline.png" in refs
+    assert "history.jsonl" in refs
     for ref in refs:
-        assert "://" not in ref and not ref.startswith("/"), ref
+        assert "://" not in ref, ref
+        assert not ref.startswith("/"), ref
         assert (d.path / ref).is_file(), ref

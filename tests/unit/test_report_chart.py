@@ -123,7 +123,9 @@ def test_an_open_operation_is_drawn_as_info() -> None:
     h.invoke("w1", 0.1)
     run = Run(h.events, [sample(1.0)], final(), config())
     (bar,) = build_chart(run).lanes[0].ops
-    assert bar.outcome == "info" and bar.open and bar.end == 1.0
+    assert bar.outcome == "info"
+    assert bar.open
+    assert bar.end == 1.0
 
 
 def test_p2_panel_counts_like_p2_and_shades_its_deadline_and_violations() -> None:
@@ -146,7 +148,8 @@ def test_p2_panel_counts_like_p2_and_shades_its_deadline_and_violations() -> Non
     assert chart.deadline is not None
     assert abs(chart.deadline - (p2.measured["deadline"] - run.t0)) < 1e-9
     (window,) = chart.violations
-    assert window.start >= chart.deadline and window.end == max(t for t, _ in chart.counts)
+    assert window.start >= chart.deadline
+    assert window.end == max(t for t, _ in chart.counts)
 
 
 def test_state_counts_add_up_to_the_lanes_alive() -> None:
@@ -156,7 +159,8 @@ def test_state_counts_add_up_to_the_lanes_alive() -> None:
     grid, counts = state_counts(chart, points=35)
     i = grid.index(next(t for t in grid if t >= 1.1))  # w1 in its slow read, w2 running
     assert sum(c[i] for c in counts.values()) == 2
-    assert counts["reclaimed"][-2] == 1 and counts["cold-starting"][-2] == 0
+    assert counts["reclaimed"][-2] == 1
+    assert counts["cold-starting"][-2] == 0
 
 
 def _storm(workers: int, ops: int) -> Run:

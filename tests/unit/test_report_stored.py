@@ -50,7 +50,8 @@ def test_analyze_gives_the_verdicts_the_run_gave(name: str, tmp_path: Path) -> N
 @pytest.mark.parametrize("name", RECORDED)
 def test_render_draws_again_from_the_files_alone(name: str, tmp_path: Path) -> None:
     d = _copy(name, tmp_path)
-    assert not (d / "report.html").exists() and not (d / "timeline.png").exists()
+    assert not (d / "report.html").exists()
+    assert not (d / "timeline.png").exists()
     page = render(d)
     assert page == d / "report.html"
     assert (d / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -85,7 +86,8 @@ def test_no_secret_is_written_into_a_run_directory() -> None:
     for name in RECORDED:
         for f in (FIXTURES / name).iterdir():
             text = f.read_text(errors="replace")
-            assert SECRET not in text and OTHER_SECRET not in text, f
+            assert SECRET not in text, f
+            assert OTHER_SECRET not in text, f
 
 
 def test_every_run_config_field_but_verify_round_trips() -> None:
