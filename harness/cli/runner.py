@@ -74,6 +74,22 @@ class Scenario:
     """The options it takes, each with what it means and its allowed values."""
     judges: str = ""
     """Which properties it judges (for ``list``)."""
+    server: Callable[[dict[str, str]], ServerShape] | None = None
+    """The server it needs for these options (``max_connections``, other settings);
+    None: ``max_connections`` above and the defaults."""
+
+    def server_shape(self, options: dict[str, str]) -> ServerShape:
+        if self.server is None:
+            return ServerShape(self.max_connections)
+        return self.server(options)
+
+
+@dataclass(frozen=True)
+class ServerShape:
+    """How a scenario's own PostgreSQL is started."""
+
+    max_connections: int
+    settings: Mapping[str, str | int] = field(default_factory=dict)
 
 
 def run_scenario(scenario: Scenario, options: dict[str, str] | None = None) -> int:
@@ -97,8 +113,9 @@ def run_scenario_result(
             for cleaned in clean_dead_runs():
                 progress(f"cleaned up after an earlier run that died: {cleaned}")
             progress("starting PostgreSQL and the proxy server")
+            shape = scenario.server_shape(dict(options or {}))
             with (
-                open_server(max_connections=scenario.max_connections) as pg,
+                open_server(max_connections=shape.max_connections, settings=shape.settings) as pg,
                 ToxiproxyServer() as proxies,
             ):
                 progress(f"PostgreSQL {pg!r}; proxy {proxies!r}")

@@ -83,6 +83,12 @@ def test_list_into_a_closed_pipe_is_no_traceback() -> None:
         (["run", "thaw_storm", "client=harness.errors:UsageError"], ["not a subclass"]),
         (["run", "all", "bogus=1"], ["unknown option 'bogus'"]),
         (["replay", "nope"], ["unknown bug 'nope'"]),
+        (["run", "thaw_storm", "preset=nope"], ["unknown preset 'nope'"]),
+        (["run", "thaw_storm", "preset=self-hosted", "reserved=3"], ["exclude each other"]),
+        (["run", "thaw_storm", "max_connections=3"], ["max_connections must be between 5"]),
+        (["capacity", "concurrency=1", "pool=1", "preset=nope"], ["unknown preset 'nope'"]),
+        (["capacity", "concurrency=x", "pool=1", "preset=self-hosted"], ["whole numbers"]),
+        (["capacity", "pool=1", "preset=self-hosted"], ["missing concurrency"]),
         (["report", "/nonexistent"], ["not a run directory"]),
         (["analyze", "/nonexistent"], ["not a run directory"]),
     ],
@@ -130,3 +136,16 @@ def test_clean_keeps_the_newest_runs(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert [p.name for p in (tmp_path / "demo").iterdir()] == ["20260103T000000Z"]
     assert "removed 2 old report(s)" in done.stdout
+
+
+def test_capacity_lists_presets_and_answers_with_its_exit_status() -> None:
+    listed = thawproof("capacity")
+    assert listed.returncode == 0
+    for name in ("self-hosted", "supabase-16xl", "neon-0.25cu", "rds-db.t3.micro"):
+        assert name in listed.stdout
+    fits = thawproof("capacity", "concurrency=90", "pool=1", "preset=self-hosted")
+    assert fits.returncode == 0, fits.stderr
+    assert "fits" in fits.stdout
+    over = thawproof("capacity", "concurrency=50", "pool=2", "preset=supabase-micro")
+    assert over.returncode == 1
+    assert "does NOT fit" in over.stdout
