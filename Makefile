@@ -5,6 +5,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# N=auto (or a number) runs the suite on pytest-xdist workers, each with its own
+# PostgreSQL cluster and proxy server: `make test N=2`.
+N ?=
+XDIST := $(if $(N),-n $(N),)
 
 NODE_DRIVERS := harness/drivers/node
 NODE_STAMP   := $(NODE_DRIVERS)/node_modules/.package-lock.json
@@ -42,7 +46,7 @@ $(NODE_STAMP): $(NODE_DRIVERS)/package.json $(NODE_DRIVERS)/package-lock.json
 # The whole suite. pytest's own exit status is kept: 5 (no tests collected) fails.
 # `make test PYTHON=/usr/bin/python3 VENV=.venv-debian` runs it on Debian's own Python.
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # The suite on both interpreters this machine family has: the default python3 and
 # Debian's /usr/bin/python3 (3.11.2 on Debian 12), each in its own virtualenv.
@@ -71,7 +75,7 @@ replay: setup
 
 # The long property runs (many random examples); what the nightly CI job runs.
 nightly: setup
-	HYPOTHESIS_PROFILE=nightly $(BIN)/python -m pytest tests/detection tests/chaos $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=nightly $(BIN)/python -m pytest $(XDIST) tests/detection tests/chaos $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python -m bench
