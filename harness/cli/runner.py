@@ -127,6 +127,7 @@ def run_scenario_result(
             outcome = _failure(scenario, run_dir, e)
     if interrupt.interrupted() is not None:
         outcome = _interrupted(scenario)
+    outcome.timings.setdefault("duration_s", round(time.monotonic() - progress.started, 3))
     _stamp(outcome, identity, progress)
     run_dir.finish(outcome)
     _print_summary(outcome, run_dir)
