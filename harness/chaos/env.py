@@ -21,6 +21,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from harness.chaos.interpreter import Interpreter
 from harness.chaos.judge import Judged, raise_unless_ok
@@ -30,12 +32,14 @@ from harness.chaos.zoo import CORRECT, Bug
 from harness.check import Run, RunConfig, check_all
 from harness.errors import FleetError, FleetTimeout, WorkerUnavailable
 from harness.fleet import Fleet, FleetConfig
+from harness.fleet.drivers import SERVICE_APPLICATION, DriverSpec
 from harness.history import BackendEvent, FaultEvent, ForeignEvent, HistoryWriter, load_history
 from harness.infra.owned import owned, signals_held
+from harness.infra.pgbouncer import PgBouncer
 from harness.infra.postgres import PostgresServer
 from harness.infra.toxiproxy import ToxiproxyServer
 from harness.lease import token
-from harness.observe import ActivitySampler, cross_check_kills, terminations_from_log
+from harness.observe import ActivitySampler, cross_check_kills, terminations, terminations_from_log
 from harness.wait import poll
 
 SAMPLE_INTERVAL = 0.05
@@ -57,6 +61,10 @@ class LiveRun:
         self.history_path, self.bug = history_path, bug
         self.steps: list[Step] = []
         self.judged: Judged | None = None
+        self.started_wall = time.time()
+        """When this run began (after the previous example's backends were ended)."""
+        self.bouncer: PgBouncer | None = None
+        """The PgBouncer the workers go through, for drivers that use one."""
 
     @property
     def notes(self) -> list[str]:
@@ -82,6 +90,7 @@ class LiveRun:
         self.env.settle(self.interpreter)
         final = self.interpreter.fleet.data.final_state()
         self.interpreter.release_foreign()
+        self._record_terminations()
         run = Run(
             load_history(self.history_path),
             self.sampler.samples,
@@ -94,6 +103,23 @@ class LiveRun:
             tuple(self.steps), self.bug, check_all(run), run, self.history_path, self.notes
         )
         return self.judged
+
+    def _record_terminations(self) -> None:
+        """Every termination the server logged during the run, into the history (what
+        P1 and P5 judge for every driver; see :mod:`harness.check.terminations`)."""
+        text = self.env.pg.read_log()
+        if not text:
+            self.notes.append("server log not readable here: terminations judged from the ledger")
+            return
+        offset = time.time() - time.monotonic()
+        found = terminations(text, since_wall=self.started_wall, monotonic_offset=offset)
+        for ev in found:
+            self.interpreter.history.append(ev)
+        causes = sorted({e.cause for e in found})
+        self.notes.append(
+            f"server log: {len(found)} termination(s) during the run"
+            + (f" ({', '.join(causes)})" if causes else "")
+        )
 
     def _log_cross_check(self, run: Run) -> str:
         """Kills the ledger records vs terminations the server logged, for this run's
@@ -131,6 +157,7 @@ class ChaosEnv:
         timings: Timings | None = None,
         cap: int = 3,
         keep: Path | None = None,
+        driver: DriverSpec | None = None,
     ) -> None:
         self.pg = pg
         self.proxies = proxies
@@ -138,10 +165,27 @@ class ChaosEnv:
         self.cap = cap
         self.keep = keep
         """Where to keep run directories (None: a temp dir, removed when the run passes)."""
+        self.driver = driver
+        """What the workers run (None: the bundled lease client, or the bug's)."""
         self._runs = 0
 
     def run_config(self) -> RunConfig:
         t = self.timings
+        if self.driver is not None and not self.driver.leases:
+            # No leases to read: the service's backends are those carrying its one
+            # application_name; there is no signature to check.
+            return RunConfig(
+                service=token.service_tag(SERVICE),
+                connection_limit=self.cap,
+                lease_ttl=t.lease_ttl,
+                min_idle=t.min_idle,
+                max_cooldown=t.max_cooldown,
+                grace=t.reaper_grace,
+                slack=t.slack,
+                retry_budget_s=t.retry_budget,
+                own_app_prefix=SERVICE_APPLICATION,
+                sample_interval=SAMPLE_INTERVAL,
+            )
         return RunConfig(
             service=token.service_tag(SERVICE),
             connection_limit=self.cap,
@@ -180,16 +224,11 @@ class ChaosEnv:
                 if self.keep is None:
                     record = owned().directory(run_dir, "chaos example")
         lease = {**self.timings.lease_kwargs(), **(dict(bug.lease_overrides) if bug else {})}
-        config = FleetConfig(
-            lease=lease,
-            max_workers=self.cap,
-            client_class=bug.client_class if bug else CORRECT,
-            op_timeout=20.0,
-        )
         self._clear_server()
         history_path = run_dir / "history.jsonl"
         passed = False
         with (
+            self._driver_environment(run_dir.name) as (driver, upstream, bouncer),
             HistoryWriter(history_path) as history,
             ActivitySampler(
                 self.pg.admin_dsn,
@@ -197,11 +236,26 @@ class ChaosEnv:
                 interval=SAMPLE_INTERVAL,
                 path=run_dir / "activity.jsonl",
             ) as sampler,
-            Fleet(self.pg, self.proxies, history, config) as fleet,
+            Fleet(
+                self.pg,
+                self.proxies,
+                history,
+                FleetConfig(
+                    lease=lease,
+                    max_workers=self.cap,
+                    client_class=bug.client_class if bug else CORRECT,
+                    op_timeout=20.0,
+                    driver=driver,
+                    upstream=upstream,
+                ),
+            ) as fleet,
         ):
             fleet.data.reset()
             interpreter = Interpreter(fleet, history, self.pg, self.timings, self.cap)
             live = LiveRun(self, interpreter, sampler, history_path, bug)
+            live.bouncer = bouncer
+            if driver is not None:
+                live.notes.append(f"driver: {driver.name} ({driver.description})")
             try:
                 yield live
                 passed = live.judged is not None and live.judged.ok
@@ -211,6 +265,69 @@ class ChaosEnv:
             shutil.rmtree(run_dir, ignore_errors=True)
         if record is not None:
             owned().release(record)  # removed, or kept on purpose as evidence
+
+    @contextlib.contextmanager
+    def _driver_environment(
+        self, tag: str
+    ) -> Iterator[tuple[DriverSpec | None, tuple[str, int] | None, PgBouncer | None]]:
+        """What the driver needs around it, for one run, undone on every exit path:
+
+        - ``log_statement = 'all'`` for the application role, so the server log
+          names who called ``pg_terminate_backend`` (see :mod:`harness.observe.serverlog`);
+        - the driver's role settings (``server_timeout``: the server's idle timeouts);
+        - a PgBouncer in transaction mode (``pgbouncer``, ``lease-pgbouncer``), with its
+          own proxy in front of the server so its links can be cut too.
+        """
+        driver = self.driver
+        settings = {"log_statement": "'all'"}
+        if driver is not None:
+            settings.update({k: str(v) for k, v in driver.role_settings.items()})
+            if driver.name == "serverless-postgres" or "serverless" in driver.name:
+                # its clean() acts past 80% of maxConnections: the service's real limit
+                driver = _with_options(driver, maxConnections=self.cap)
+        applied = self._role_settings(settings)
+        bouncer: PgBouncer | None = None
+        link_name = f"pgbouncer-up-{tag}"
+        try:
+            upstream: tuple[str, int] | None = None
+            if driver is not None and driver.via_pgbouncer:
+                link = self.proxies.create_proxy(link_name, (self.pg.host, self.pg.port))
+                password = conninfo_to_dict(self.pg.app_dsn).get("password")
+                bouncer = PgBouncer(
+                    upstream=(link.host, link.port),
+                    dbname=self.pg.app_db,
+                    user=self.pg.app_role,
+                    password=str(password or ""),
+                    pool_size=self.cap,
+                )
+                upstream = (bouncer.host, bouncer.port)
+            yield driver, upstream, bouncer
+        finally:
+            if bouncer is not None:
+                bouncer.stop()
+                with contextlib.suppress(Exception):
+                    self.proxies.delete_proxy(link_name)
+            self._role_settings(dict.fromkeys(applied, ""), reset=True)
+
+    def _role_settings(self, settings: dict[str, str], *, reset: bool = False) -> list[str]:
+        """``ALTER ROLE <app role> SET`` (or ``RESET``) each; the names applied. A server
+        that refuses (no superuser here) keeps its own settings: noted, not fatal."""
+        done: list[str] = []
+        role = sql.Identifier(self.pg.app_role)
+        try:
+            with psycopg.connect(self.pg.admin_dsn, autocommit=True) as conn:
+                for name, value in settings.items():
+                    if reset:
+                        stmt = sql.SQL("ALTER ROLE {} RESET {}").format(role, sql.Identifier(name))
+                    else:
+                        stmt = sql.SQL("ALTER ROLE {} SET {} = {}").format(
+                            role, sql.Identifier(name), sql.SQL(value)
+                        )
+                    conn.execute(stmt)
+                    done.append(name)
+        except psycopg.Error:
+            pass
+        return done
 
     def settle(self, it: Interpreter) -> None:
         """Heal; keep invocations arriving past the convergence bound; thaw and invoke all."""
@@ -253,6 +370,13 @@ class ChaosEnv:
                 what="the backends of an earlier example to end",
                 error=FleetTimeout,
             )
+
+
+def _with_options(driver: DriverSpec, **options: object) -> DriverSpec:
+    """``driver`` with ``options`` as defaults under its own."""
+    from dataclasses import replace
+
+    return replace(driver, options={**options, **dict(driver.options)})
 
 
 def judge(env: ChaosEnv, schedule: Sequence[Step], bug: Bug | None = None) -> Judged:

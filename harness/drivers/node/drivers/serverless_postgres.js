@@ -5,7 +5,7 @@
 // strategy (minimum_idle_time, 0.5 s) kills idle connections of the same user,
 // database and application_name once the count passes 80% of maxConnections,
 // which is set to the application role's real limit (options.maxConnections).
-const { ServerlessClient } = require('serverless-postgres')
+const ServerlessClient = require('serverless-postgres') // as its README requires it
 const { clientDriver } = require('./client_api')
 
 exports.create = function create({ config, options, hooks }) {
