@@ -19,6 +19,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from harness import interrupt
 from harness.errors import HarnessError, SetupError, UsageError
@@ -69,13 +70,16 @@ class Scenario:
     anything starts."""
 
 
-def run_scenario(scenario: Scenario, options: dict[str, str] | None = None) -> int:
+def run_scenario(
+    scenario: Scenario, options: dict[str, str] | None = None, *, root: Path | None = None
+) -> int:
     """Run one scenario end to end; return its exit status (and print where the report is).
 
-    The first SIGINT or SIGTERM tears the run down (everything it started is
+    ``root``: where its run directory goes (``reports/`` by default; ``make compare``
+    gives each run a place under its own report). The first SIGINT or SIGTERM tears the run down (everything it started is
     released) and the status is 130 / 143 with the result ``interrupted``."""
     progress = Progress(scenario.name)
-    run_dir = RunDir(scenario.name)
+    run_dir = RunDir(scenario.name) if root is None else RunDir(scenario.name, root=root)
     outcome: ScenarioResult
     with handle_signals():
         try:

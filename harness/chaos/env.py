@@ -39,7 +39,8 @@ from harness.infra.pgbouncer import PgBouncer
 from harness.infra.postgres import PostgresServer
 from harness.infra.toxiproxy import ToxiproxyServer
 from harness.lease import token
-from harness.observe import ActivitySampler, cross_check_kills, terminations, terminations_from_log
+from harness.check.terminations import cross_check as cross_check_terminations
+from harness.observe import ActivitySampler, terminations
 from harness.wait import poll
 
 SAMPLE_INTERVAL = 0.05
@@ -122,27 +123,26 @@ class LiveRun:
         )
 
     def _log_cross_check(self, run: Run) -> str:
-        """Kills the ledger records vs terminations the server logged, for this run's
-        backends (the cluster is shared, its log holds other runs too)."""
-        log_text = self.env.pg.read_log()
-        if not log_text:
+        """The reaper's ledger against the server's record of terminations (where the
+        server log is readable): a kill the ledger holds that the server never logged is
+        a disagreement; kills by others (the server's timeouts, a driver's own cleaning,
+        the harness's faults) are listed by who did them."""
+        if not self.env.pg.read_log():
             return "server log not readable here: ledger not cross-checked"
-        ours = {e.backend_pid for e in run.events if isinstance(e, BackendEvent | ForeignEvent)}
-        ours |= {r.pid for s in run.samples for r in s.rows}
-        logged = [p for p in terminations_from_log(log_text) if p in ours]
-        external = [
-            int(e.value["backend_pid"])
-            for e in run.events
-            if isinstance(e, FaultEvent)
-            and e.f == "terminate_backend"
-            and e.value.get("backend_pid")
-        ]
-        check = cross_check_kills([k.pid for k in run.kills], logged, external)
-        if check.consistent:
-            return f"server log: {len(logged)} termination(s), all accounted for by the ledger"
+        terms = run.terminations
+        missing = cross_check_terminations(terms, has_server_log=True)
+        if missing:
+            return "server log DISAGREES with the ledger: " + "; ".join(missing)
+        others: dict[str, int] = {}
+        for t in terms:
+            if t.ledger is None:
+                key = "the harness" if t.by_harness else t.by.split(" of ")[0].split(" (app")[0]
+                others[key] = others.get(key, 0) + 1
+        ledger = sum(1 for t in terms if t.ledger is not None)
+        rest = ", ".join(f"{n} by {who}" for who, n in sorted(others.items()))
         return (
-            f"server log DISAGREES with the ledger: killed but never logged {check.ledger_only},"
-            f" logged but unaccounted {check.log_only}"
+            f"server log: {ledger} ledger kill(s), all logged by the server"
+            + (f"; other terminations: {rest}" if rest else "")
         )
 
 

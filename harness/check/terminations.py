@@ -103,8 +103,9 @@ def build(
     kills = [k for k in ledger if k.result == "killed"]
     matched: set[int] = set()
     out: list[Termination] = []
+    begun = min((e.time for e in tl.events if not isinstance(e, TerminationEvent)), default=None)
     for ev in sorted(server, key=lambda e: e.time):
-        if tl.events and ev.time < tl.start:
+        if begun is not None and ev.time < begun:
             continue  # before this run: an earlier example's clean-up
         entry = next(
             (

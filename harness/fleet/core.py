@@ -675,6 +675,7 @@ class Fleet:
     def _on_exit(self, w: _Worker) -> None:
         assert w.channel is not None
         code = w.channel.wait()
+        w.channel.close()  # its lines are all read: nothing more will come
         finished: tuple[Pending, OpResult] | None = None
         with self._cond:
             procs.unregister_worker(w.os_pid)

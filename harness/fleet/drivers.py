@@ -74,14 +74,14 @@ class DriverSpec:
         return None
 
 
-def node_driver(name: str, description: str, module: str, **options: Any) -> DriverSpec:
-    """A driver run by the Node runtime, ``module`` being a driver file or package."""
+def node_driver(name: str, description: str, script: str, **options: Any) -> DriverSpec:
+    """A driver run by the Node runtime, ``script`` being a driver file or package."""
     return DriverSpec(
         name=name,
         description=description,
         transport="subprocess",
         api="driver",
-        command=("node", str(NODE_DIR / "worker.js"), module),
+        command=("node", str(NODE_DIR / "worker.js"), script),
         options=options,
     )
 

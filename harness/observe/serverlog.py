@@ -25,7 +25,7 @@ import datetime as _dt
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from harness.history import TerminationCause, TerminationEvent
 
@@ -70,7 +70,7 @@ def cross_check_kills(
 
 _LINE = re.compile(
     r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) (?P<tz>\S+) \[(?P<pid>\d+)\] "
-    r"(?P<user>\S*)@(?P<db>\S*) app=(?P<app>.*?) "
+    r"(?:(?P<user>\S*)@(?P<db>\S*) app=(?P<app>.*?) )?"
     r"(?P<level>LOG|FATAL|DETAIL|ERROR|WARNING|STATEMENT|HINT|CONTEXT|PANIC):  (?P<msg>.*)$"
 )
 _CAUSES: dict[str, TerminationCause] = {
@@ -96,30 +96,38 @@ class LogLine:
     message: str
 
 
-def _none(v: str) -> str | None:
-    return None if v in ("", "[unknown]") else v
+def _none(v: str | None) -> str | None:
+    return None if v in (None, "", "[unknown]") else v
 
 
 def parse_log(text: str) -> list[LogLine]:
-    """The lines of ``text`` that carry the harness's prefix (``%m [%p] %q%u@%d app=%a``);
-    continuation lines and lines in another zone than UTC/GMT are skipped."""
+    """The entries of ``text`` that carry the harness's prefix (``%m [%p] %q%u@%d app=%a``),
+    each with its continuation lines (a multi-line statement goes on in lines that start
+    with a tab) joined to its message; entries stamped in another zone than UTC/GMT are
+    skipped."""
     out: list[LogLine] = []
+    current: LogLine | None = None
     for raw in text.splitlines():
         m = _LINE.match(raw)
-        if m is None or m.group("tz") not in ("UTC", "GMT"):
+        if m is None:
+            if current is not None and raw.startswith("\t"):
+                current = replace(current, message=f"{current.message}\n{raw[1:]}")
+                out[-1] = current
+            continue
+        if m.group("tz") not in ("UTC", "GMT"):
+            current = None
             continue
         when = _dt.datetime.strptime(m.group("ts"), "%Y-%m-%d %H:%M:%S.%f")
-        out.append(
-            LogLine(
-                wall=when.replace(tzinfo=_dt.UTC).timestamp(),
-                pid=int(m.group("pid")),
-                user=_none(m.group("user")),
-                db=_none(m.group("db")),
-                app=_none(m.group("app")),
-                level=m.group("level"),
-                message=m.group("msg"),
-            )
+        current = LogLine(
+            wall=when.replace(tzinfo=_dt.UTC).timestamp(),
+            pid=int(m.group("pid")),
+            user=_none(m.group("user")),
+            db=_none(m.group("db")),
+            app=_none(m.group("app")),
+            level=m.group("level"),
+            message=m.group("msg"),
         )
+        out.append(current)
     return out
 
 
