@@ -76,10 +76,11 @@ def run_scenario(
     """Run one scenario end to end; return its exit status (and print where the report is).
 
     ``root``: where its run directory goes (``reports/`` by default; ``make compare``
-    gives each run a place under its own report). The first SIGINT or SIGTERM tears the run down (everything it started is
-    released) and the status is 130 / 143 with the result ``interrupted``."""
+    gives each run a place under its own report). The first SIGINT or SIGTERM tears
+    the run down (everything it started is released) and the status is 130 / 143
+    with the result ``interrupted``."""
     progress = Progress(scenario.name)
-    run_dir = RunDir(scenario.name) if root is None else RunDir(scenario.name, root=root)
+    run_dir = RunDir(scenario.name, root=root) if root is not None else RunDir(scenario.name)
     outcome: ScenarioResult
     with handle_signals():
         try:

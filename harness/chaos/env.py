@@ -30,16 +30,16 @@ from harness.chaos.steps import Step
 from harness.chaos.timings import SECRET, SERVICE, Timings
 from harness.chaos.zoo import CORRECT, Bug
 from harness.check import Run, RunConfig, check_all
+from harness.check.terminations import cross_check as cross_check_terminations
 from harness.errors import FleetError, FleetTimeout, WorkerUnavailable
 from harness.fleet import Fleet, FleetConfig
 from harness.fleet.drivers import SERVICE_APPLICATION, DriverSpec
-from harness.history import BackendEvent, FaultEvent, ForeignEvent, HistoryWriter, load_history
+from harness.history import HistoryWriter, load_history
 from harness.infra.owned import owned, signals_held
 from harness.infra.pgbouncer import PgBouncer
 from harness.infra.postgres import PostgresServer
 from harness.infra.toxiproxy import ToxiproxyServer
 from harness.lease import token
-from harness.check.terminations import cross_check as cross_check_terminations
 from harness.observe import ActivitySampler, terminations
 from harness.wait import poll
 
@@ -140,9 +140,8 @@ class LiveRun:
                 others[key] = others.get(key, 0) + 1
         ledger = sum(1 for t in terms if t.ledger is not None)
         rest = ", ".join(f"{n} by {who}" for who, n in sorted(others.items()))
-        return (
-            f"server log: {ledger} ledger kill(s), all logged by the server"
-            + (f"; other terminations: {rest}" if rest else "")
+        return f"server log: {ledger} ledger kill(s), all logged by the server" + (
+            f"; other terminations: {rest}" if rest else ""
         )
 
 

@@ -179,13 +179,16 @@ def check_p1(run: Run) -> Verdict:
     """
     evidence: list[dict[str, Any]] = []
     for kill in run.judged_kills:
-        evidence += _p1a_active(run, kill) + _p1b_in_use(run, kill) + _p1c_lease_valid(run, kill)
+        evidence += _p1a_active(run, kill) + _p1b_in_use(run, kill)
+        if run.decided_kill(kill):
+            evidence += _p1c_lease_valid(run, kill)
     evidence += _p1d_saw_57p01(run)
     return verdict(
         "P1",
         P1_TITLE,
         evidence,
-        f"{len(run.judged_kills)} termination(s) (reaper or server), none of an active, in-use or leased connection;"
+        f"{len(run.judged_kills)} termination(s) (reaper or server), none of an active,"
+        " in-use or leased connection;"
         " no unexplained 57P01",
         cannot_judge=run.sampling_problems,
         kills=len(run.judged_kills),

@@ -106,7 +106,8 @@ def check_p5(run: Run) -> Verdict:
     """
     evidence = [e for k in run.judged_kills for e in _p5_kill(run, k)] + _p5_vanished(run)
     checked = run.config.verify is not None
-    ok = f"none of {len(run.judged_kills)} termination(s) (reaper or server) touched a foreign backend"
+    n = len(run.judged_kills)
+    ok = f"none of {n} termination(s) (reaper or server) touched a foreign backend"
     if not checked:
         ok += " (signatures NOT checked: no verify function given)"
     return verdict(

@@ -152,6 +152,18 @@ class Run:
         return [t.as_kill() for t in self.terminations if not t.by_harness]
 
     @cached_property
+    def _server_timeouts(self) -> frozenset[tuple[int, float]]:
+        return frozenset(
+            (t.pid, t.time) for t in self.terminations if t.cause != "terminate_backend"
+        )
+
+    def decided_kill(self, kill: ReapEvent) -> bool:
+        """Someone chose to kill (a ``pg_terminate_backend``), as opposed to the server
+        ending a session by that session's own idle timeout: only a chosen kill can break
+        a lease's promise (P1's lease clause)."""
+        return (kill.pid, kill.time) not in self._server_timeouts
+
+    @cached_property
     def t0(self) -> float:
         """The earliest recorded time; evidence sentences say times relative to it."""
         times = [self.timeline.start] if self.timeline.events else []

@@ -130,9 +130,7 @@ def build(
                 wall=ev.wall if entry is None else entry.wall,
                 cause=ev.cause,
                 source="server_log" if entry is None else "server_log+ledger",
-                application_name=ev.application_name
-                if entry is None
-                else entry.application_name,
+                application_name=ev.application_name if entry is None else entry.application_name,
                 by=by,
                 by_harness=fault is not None and entry is None and ev.killer_pid is None,
                 killer_pid=ev.killer_pid,

@@ -112,7 +112,7 @@ def run_compare(
                     if interrupt.interrupted() is not None:
                         break
                     root = out / "runs" / _safe(d) / f"{sc.name}-seed{seed}"
-                    say(f"{d} × {sc.name} (seed {seed})")
+                    say(f"{d} x {sc.name} (seed {seed})")
                     code = run_scenario(sc, {"driver": d}, root=root)
                     unjudged |= code not in (0, 1)
                     run_dirs = sorted(p for p in (root / sc.name).iterdir() if p.is_dir())
@@ -136,13 +136,17 @@ def run_compare(
         "skipped": skipped,
     }
     index = write_report(
-        out, cells, [n for n in names if n not in skipped], {n: service_prefix(n) for n in names}, meta
+        out,
+        cells,
+        [n for n in names if n not in skipped],
+        {n: service_prefix(n) for n in names},
+        meta,
     )
     say(f"report: {index}")
     print((out / "compare.md").read_text())
-    code = interrupt.exit_code()
-    if code is not None:
-        return code
+    stopped = interrupt.exit_code()
+    if stopped is not None:
+        return stopped
     return EXIT_UNJUDGED if unjudged or skipped else EXIT_OK
 
 

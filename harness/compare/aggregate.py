@@ -124,12 +124,14 @@ def measure_run(run_dir: Path, *, driver: str, scenario: str, seed: int, prefix:
             refused += 1
     p1 = verdicts.get("P1", {}).get("evidence") or []
     p3 = verdicts.get("P3", {}).get("evidence") or []
-    active = len({(e.get("reap") or {}).get("pid") for e in p1 if e.get("clause") in ("P1a", "P1b")})
+    active = len(
+        {(e.get("reap") or {}).get("pid") for e in p1 if e.get("clause") in ("P1a", "P1b")}
+    )
     dups = sum(max(0, int(e.get("rows", 0)) - 1) for e in p3 if e.get("clause") == "P3-dup")
     terms: dict[str, int] = {}
     for e in events:
         if isinstance(e, TerminationEvent):
-            key = e.cause
+            key: str = e.cause
             if e.cause == "terminate_backend":
                 key += f" by {_who(e.killer_application_name)}"
             terms[key] = terms.get(key, 0) + 1

@@ -35,8 +35,9 @@ WHY = {
     "P3-counter": "the counter and the ledger disagree",
     "P4-crash": "a sandbox process died (an exception escaped, or the driver hung or broke"
     " the protocol)",
-    "P4-recovery": "after the faults healed, a thawed sandbox's first invocation did not"
-    " succeed: its connection had died while it was frozen and the driver used it anyway",
+    "P4-recovery": "after the faults healed, a sandbox's first invocation did not succeed:"
+    " the driver used a connection that had died (killed, cut or restarted) instead of"
+    " checking it or reconnecting",
     "P4-escaped": "a raw driver error reached the handler after the faults healed",
     "P5-foreign": "a backend of another application was ended",
     "P5-prefix": "a backend that is not the service's was ended",
@@ -61,6 +62,10 @@ def _fmt(x: float | int | None, unit: str = "") -> str:
 
 def _rel(path: Path, base: Path) -> str:
     return os.path.relpath(path, base)
+
+
+def _seq(x: object) -> list[object]:
+    return list(x) if isinstance(x, list | tuple) else []
 
 
 def findings(cells: Sequence[Cell], drivers: Sequence[str]) -> list[str]:
@@ -88,9 +93,15 @@ def findings(cells: Sequence[Cell], drivers: Sequence[str]) -> list[str]:
             run = next((r for r in c.runs if r.verdicts[p] == "fail"), c.runs[0])
             reasons = "; ".join(WHY.get(cl, cl) for cl in _clauses(run.why[p]))
             lines.append(f"In {c.scenario}, {p} fails — {reasons}. Evidence: {run.why[p]}")
+        said: set[str] = set()
         for c, p in unknown:
             run = next((r for r in c.runs if r.verdicts[p] == "unknown"), c.runs[0])
-            lines.append(f"In {c.scenario}, {p} could not be judged: {run.why[p] or run.unjudged}")
+            if run.unjudged is not None:
+                if c.scenario not in said:
+                    said.add(c.scenario)
+                    lines.append(f"{c.scenario} could not be judged: {run.unjudged}.")
+                continue
+            lines.append(f"In {c.scenario}, {p} could not be judged: {run.why[p]}")
         out.append(" ".join(lines))
     return out
 
@@ -131,7 +142,7 @@ HEADERS = [
     "info",
     "p50",
     "p99",
-    "P1–P5",
+    "P1-P5",
     "runs",
 ]
 
@@ -188,7 +199,7 @@ def write_report(
     story = findings(cells, drivers)
     md = [f"# Which connection strategy survives a Lambda fleet? ({meta.get('started')})", ""]
     md += [
-        f"Scenarios {', '.join(map(str, meta.get('scenarios', [])))}, seeds "
+        f"Scenarios {', '.join(str(s) for s in _seq(meta.get('scenarios')))}, seeds "
         f"{meta.get('seeds')}, {meta.get('elapsed_s')} s in all. Every figure is computed"
         " from the recorded runs (history, pg_stat_activity samples, the verdicts).",
         "",
@@ -225,7 +236,9 @@ def write_report(
             f"<a href='{esc(_rel(run.run_dir / 'report.html', out_dir))}'>seed {run.seed}</a>"
             for run in c.runs
         )
-        body.append("<tr>" + "".join(f"<td>{esc(x)}</td>" for x in r[:-1]) + f"<td>{links}</td></tr>")
+        body.append(
+            "<tr>" + "".join(f"<td>{esc(x)}</td>" for x in r[:-1]) + f"<td>{links}</td></tr>"
+        )
     body.append("</table><h2>Findings</h2><ul>")
     body += [f"<li>{esc(s)}</li>" for s in story]
     body.append("</ul><h2>Plots</h2>")

@@ -43,7 +43,7 @@ class PlainDriver:
             self._conninfo, autocommit=True, application_name=self._app, connect_timeout=5
         )
         if self._prepare is not _UNSET:
-            conn.prepare_threshold = self._prepare  # type: ignore[assignment]
+            conn.prepare_threshold = self._prepare
         self._conn = conn
         call(
             self._hooks,

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
 
+from psycopg.conninfo import conninfo_to_dict
+
 from harness.errors import (
     FleetAtCapacity,
     FleetError,
@@ -74,8 +76,6 @@ from harness.fleet.protocol import (
     decode_message,
     encode,
 )
-from psycopg.conninfo import conninfo_to_dict
-
 from harness.history import ErrorInfo, FaultF, HistoryWriter, OpEvent, OpF, to_json
 from harness.infra.owned import owned, signals_held
 from harness.infra.postgres import PostgresServer
@@ -488,7 +488,9 @@ class Fleet:
         )
         w.record = owned().process(channel.pid, f"worker {self.run_id}/{w.name} ({driver.name})")
         try:
-            channel.send(encode(Init(spec=worker_spec_json(spec, self.pg), sql=schema.dollar_sql())))
+            channel.send(
+                encode(Init(spec=worker_spec_json(spec, self.pg), sql=schema.dollar_sql()))
+            )
         except (OSError, ValueError) as exc:
             self._diagnose("send_failed", w.name, f"init: {exc}")
         return channel
@@ -972,7 +974,7 @@ def worker_spec_json(spec: WorkerSpec, pg: PostgresServer) -> dict[str, Any]:
     params = conninfo_to_dict(spec.conninfo)
     raw["dsn"] = {
         "host": str(params.get("host", pg.host)),
-        "port": int(params.get("port", pg.port)),
+        "port": int(str(params.get("port") or pg.port)),
         "user": str(params.get("user", "")),
         "password": str(params.get("password", "")),
         "dbname": str(params.get("dbname", "")),

@@ -163,7 +163,7 @@ def terminations(
 ) -> list[TerminationEvent]:
     """Every backend the server log says was ended by a ``pg_terminate_backend`` or by
     the server's idle timeouts, at or after ``since_wall``, as history events
-    (``time`` = log wall time − ``monotonic_offset``, the run's ``wall − time``).
+    (``time`` = log wall time - ``monotonic_offset``, the run's ``wall - time``).
 
     A ``terminate_backend`` is attributed to the kill statement (another backend's
     ``pg_terminate_backend`` call, logged when the role's ``log_statement`` is ``all``)

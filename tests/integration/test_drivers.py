@@ -15,6 +15,7 @@ import pytest
 
 from harness.chaos.env import ChaosEnv
 from harness.chaos.steps import Burst, Invoke, Reclaim
+from harness.chaos.timings import Timings
 from harness.fleet import Fleet, FleetConfig, assert_no_leftover_processes
 from harness.fleet.drivers import DRIVERS, DriverSpec, driver_spec, node_driver
 from harness.fleet.procs import STOPPED_STATES, alive, proc_state
@@ -22,7 +23,6 @@ from harness.history import TerminationEvent, WorkerEvent, load_history
 from harness.infra.owned import owned
 from harness.infra.postgres import PostgresServer
 from harness.infra.toxiproxy import ToxiproxyServer
-from harness.chaos.timings import Timings
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "drivers"
 

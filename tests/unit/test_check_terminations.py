@@ -135,3 +135,28 @@ def test_terminations_before_the_run_are_an_earlier_examples_clean_up() -> None:
     h.invoke("w1", 0.1)
     run = Run(sorted(h.events, key=lambda e: e.time), [], final(), config())
     assert run.terminations == []
+
+
+def test_a_sessions_own_idle_timeout_breaks_no_lease_promise() -> None:
+    """A reaper frozen holding its lock is ended by the idle_in_transaction timeout it
+    set itself (LEASE_SPEC): its lease may still be valid; that is no P1 violation."""
+    h = H()
+    h.spawn("r", 0.0)
+    h.backend("r", 501, 0.1, until=5.0)
+    op = h.invoke("r", 0.2, "reap", pid=501)
+    h.fault("freeze_mid_reap", 0.3, "r")
+    killed(h, 501, 0.8, "idle_in_transaction_timeout", app=lease("r", 5.0))
+    h.fault("thaw", 2.0, "r")
+    h.fail(op, 2.1, sqlstate="25P03")
+    run = Run(
+        h.events,
+        [sample(0.7, row(501, lease("r", 5.0), "idle in transaction"))],
+        final(),
+        config(PREFIX),
+    )
+    assert check_p1(run).ok
+    # the same kill chosen by someone else, with the lease valid, is P1c
+    h2 = H(list(h.events[:-3]))
+    killed(h2, 501, 0.8, app=lease("r", 5.0))
+    run2 = Run(h2.events, [], final(), config(PREFIX))
+    assert {e["clause"] for e in check_p1(run2).evidence} == {"P1c"}

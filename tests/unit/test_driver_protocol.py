@@ -47,7 +47,9 @@ def test_a_node_workers_lines_decode_as_the_python_workers_do() -> None:
     )
     assert isinstance(done, Completed) and done.type == "info"
     assert done.error is not None and done.error.cls == "Error"
-    ready = decode_message('{"kind":"ready","os_pid":9,"driver":"node-pg","worker":"w1","time":1,"wall":2}')
+    ready = decode_message(
+        '{"kind":"ready","os_pid":9,"driver":"node-pg","worker":"w1","time":1,"wall":2}'
+    )
     assert isinstance(ready, Ready) and ready.driver == "node-pg"
 
 
@@ -80,5 +82,5 @@ def test_user_drivers_are_named_by_class_path_or_module() -> None:
     assert node.transport == "subprocess" and node.options["module"] == "serverless-postgres"
     with pytest.raises(UsageError, match="unknown driver"):
         driver_spec("mysql")
-    with pytest.raises(UsageError, match="python:package.module:Class"):
+    with pytest.raises(UsageError, match=r"python:package\.module:Class"):
         driver_spec("python:nocolon")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from harness.observe.serverlog import parse_log, terminations
 
+ADMIN = "terminating connection due to administrator command"
 LOG = (Path(__file__).parents[1] / "fixtures" / "logs" / "pg15_terminations.log").read_text()
 
 
@@ -53,10 +54,11 @@ def test_without_logged_statements_the_killer_is_unknown() -> None:
 
 
 def test_the_latest_kill_statement_wins_when_none_names_the_victim() -> None:
-    a = "2026-01-01 00:00:00.100 UTC [11] app@db app=ka LOG:  statement: SELECT pg_terminate_backend(pid) FROM x"
-    b = "2026-01-01 00:00:00.200 UTC [12] app@db app=kb LOG:  statement: SELECT pg_terminate_backend(pid) FROM y"
-    v = "2026-01-01 00:00:00.201 UTC [13] app@db app=v FATAL:  terminating connection due to administrator command"
-    old = "2025-12-31 23:59:50.000 UTC [14] app@db app=k0 LOG:  statement: SELECT pg_terminate_backend(13)"
+    kill_sql = "LOG:  statement: SELECT pg_terminate_backend"
+    a = f"2026-01-01 00:00:00.100 UTC [11] app@db app=ka {kill_sql}(pid) FROM x"
+    b = f"2026-01-01 00:00:00.200 UTC [12] app@db app=kb {kill_sql}(pid) FROM y"
+    v = f"2026-01-01 00:00:00.201 UTC [13] app@db app=v FATAL:  {ADMIN}"
+    old = f"2025-12-31 23:59:50.000 UTC [14] app@db app=k0 {kill_sql}(13)"
     (kill,) = terminations("\n".join([old, a, b, v]))
     assert kill.killer_application_name == "kb"
 
@@ -69,7 +71,7 @@ def test_a_multi_line_kill_statement_is_read_whole() -> None:
         "\t        FROM pg_stat_activity",
         "\t        WHERE pid = ANY ($1)",
         "2026-01-01 00:00:00.100 UTC [11] app@db app=svc DETAIL:  parameters: $1 = '{13,14}'",
-        "2026-01-01 00:00:00.101 UTC [13] app@db app=svc FATAL:  terminating connection due to administrator command",
+        f"2026-01-01 00:00:00.101 UTC [13] app@db app=svc FATAL:  {ADMIN}",
     ]
     (kill,) = terminations("\n".join(lines))
     assert kill.killer_pid == 11 and kill.statement is not None
