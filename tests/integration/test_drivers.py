@@ -6,6 +6,7 @@ never answers is recorded as the harness should, and never hangs it.
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from harness.history import TerminationEvent, WorkerEvent, load_history
 from harness.infra.owned import owned
 from harness.infra.postgres import PostgresServer
 from harness.infra.toxiproxy import ToxiproxyServer
+from tests.integration.runner_support import Runner
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "drivers"
 
@@ -195,3 +197,22 @@ def test_user_module_driver_serverless_postgres(
         w = fleet.invoke("write", amount=2)
         assert w.ok and w.result == {"counter": 1}, w  # the counter counts ledger rows
         assert fleet.invoke("read").result == {"count": 1}
+
+
+def test_no_node_worker_survives_a_sigkilled_runner() -> None:
+    """A Node worker has no PR_SET_PDEATHSIG: it is recorded as the runner's, so the
+    watchdog ends it (thawed first if frozen) when the runner dies by SIGKILL."""
+    _need(DRIVERS["node-pg"])
+    runner = Runner(("thaw_storm", "driver=node-pg"))
+    try:
+        runner.wait_for_line(r"step 4/8")
+        runner.note_owned()
+        workers = [r for r in runner.seen.values() if "(node-pg)" in r.label]
+        assert workers, "no Node worker was recorded"
+        runner.signal(signal.SIGKILL)
+        runner.finish()
+        runner.assert_nothing_left()
+    finally:
+        if runner.proc.poll() is None:
+            runner.proc.kill()
+            runner.proc.wait()
