@@ -110,7 +110,7 @@ class LiveRun:
         P1 and P5 judge for every driver; see :mod:`harness.check.terminations`)."""
         text = self.env.pg.read_log()
         if not text:
-            self.notes.append("server log not readable here: terminations judged from the ledger")
+            self.notes.append("no readable server log here: terminations judged from the ledger")
             return
         offset = time.time() - time.monotonic()
         found = terminations(text, since_wall=self.started_wall, monotonic_offset=offset)
@@ -118,7 +118,7 @@ class LiveRun:
             self.interpreter.history.append(ev)
         causes = sorted({e.cause for e in found})
         self.notes.append(
-            f"server log: {len(found)} termination(s) during the run"
+            f"terminations during the run, from the server's log: {len(found)}"
             + (f" ({', '.join(causes)})" if causes else "")
         )
 
@@ -140,7 +140,7 @@ class LiveRun:
                 others[key] = others.get(key, 0) + 1
         ledger = sum(1 for t in terms if t.ledger is not None)
         rest = ", ".join(f"{n} by {who}" for who, n in sorted(others.items()))
-        return f"server log: {ledger} ledger kill(s), all logged by the server" + (
+        return f"server log: {ledger} reaper kill(s), all accounted for by the ledger" + (
             f"; other terminations: {rest}" if rest else ""
         )
 
