@@ -87,7 +87,12 @@ class PipeChannel:
 
 
 class SubprocessChannel:
-    """Any program: JSON lines on its stdin and stdout."""
+    """Any program: JSON lines on its stdin and stdout.
+
+    It is started while the fleet holds SIGINT and SIGTERM (``signals_held``: it exists
+    only once recorded), and a child inherits that mask: it does not see those signals,
+    which is what a worker wants (Ctrl-C is the controller's); the fleet ends it with
+    SIGKILL, and SIGSTOP/SIGCONT cannot be blocked."""
 
     def __init__(
         self,

@@ -45,6 +45,12 @@ _START_TIMEOUT_S = 15.0
 _ACCOUNT = "postgres"
 
 
+def _unblock_signals() -> None:
+    """In the child before exec: the signal mask the harness held while starting it, undone
+    (it only calls ``pthread_sigmask``; PgBouncer is started before any fleet thread)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 def find_pgbouncer() -> Path | None:
     """The ``pgbouncer`` binary: ``PGBOUNCER`` if set, else on PATH or in /usr/sbin."""
     explicit = os.environ.get("PGBOUNCER")
@@ -168,6 +174,9 @@ class PgBouncer:
                     stderr=subprocess.DEVNULL,
                     cwd=str(self.root),
                     start_new_session=True,
+                    # signals_held() blocks SIGINT/SIGTERM here, and a child inherits
+                    # the mask: unblocked again, or PgBouncer would ignore SIGTERM
+                    preexec_fn=_unblock_signals,
                     **kwargs,  # type: ignore[call-overload]
                 )
                 self._proc_record = records.process(self._proc.pid, "PgBouncer")
