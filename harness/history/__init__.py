@@ -39,6 +39,8 @@ from harness.history.events import (
     ReapEvent,
     ReapResult,
     StepEvent,
+    TerminationCause,
+    TerminationEvent,
     WorkerEvent,
     WorkerF,
 )
@@ -73,6 +75,8 @@ __all__ = [
     "ReapResult",
     "Sample",
     "StepEvent",
+    "TerminationCause",
+    "TerminationEvent",
     "WorkerEvent",
     "WorkerF",
     "dumps",
