@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.chaos.env import ChaosEnv
-from harness.chaos.steps import Step
+from harness.chaos.steps import Step, described_runs
 from harness.chaos.timings import Timings
 from harness.chaos.zoo import BY_NAME, Bug
 from harness.cli import Context, Scenario
@@ -42,7 +42,7 @@ from harness.fleet.drivers import DriverSpec, driver_spec
 from harness.infra.presets import preset
 from harness.report import ScenarioResult
 
-MAX_WORKERS = 64
+MAX_WORKERS = 600
 
 
 def _driver(options: Mapping[str, str]) -> DriverSpec | None:
@@ -200,9 +200,12 @@ def fleet_scenario(
         )
         t0 = time.monotonic()
         with env.begin(opts.bug, run_dir=ctx.run_dir.path) as live:
-            for i, step in enumerate(steps, 1):
-                ctx.progress(f"step {i}/{len(steps)}: {step.describe()}")
-                live.apply(step)
+            for first, last, text in described_runs(steps):
+                span = f"{first}" if first == last else f"{first}-{last}"
+                times = "" if first == last else f" (x{last - first + 1})"
+                ctx.progress(f"step {span}/{len(steps)}: {text}{times}")
+                for step in steps[first - 1 : last]:
+                    live.apply(step)
             t = env.timings
             ctx.progress(
                 f"settling for {t.bound + t.settle_extra:.1f}s with invocations still arriving"

@@ -7,6 +7,10 @@ transaction and holds it while another reaps.
 Judges: P1 (nothing active or leased is killed, the thawed one fences itself),
 P2 (the zombies are reaped within the bound), P3, P4, P5.
 
+At scale (``workers=500 preset=self-hosted``, say) it is the storm users meet: 300
+sandboxes in flight at once against a server that admits ~95 of them, 150
+reclaimed with their links blackholed, 300 more arriving after the leases expired.
+
 Runs on a live fleet of worker processes, each behind its own proxy, then
 settles (faults healed, invocations still arriving for the convergence bound,
 every frozen worker thawed and invoked once) and judges the properties. Options:
@@ -17,23 +21,55 @@ from __future__ import annotations
 
 import sys
 
-from harness.chaos.steps import Age, Burst, Invoke, Reclaim, ThawIntoTx
+from harness.chaos.steps import (
+    Age,
+    Burst,
+    ColdStartWave,
+    Invoke,
+    InvokeWarm,
+    Reclaim,
+    Step,
+    ThawIntoTx,
+)
 from harness.cli import main_for
-from scenarios._fleet import fleet_scenario
+from scenarios._fleet import FleetOptions, fleet_scenario
+
+SMALL: list[Step] = [
+    Burst(3),
+    Invoke("write"),
+    Reclaim(0),
+    Reclaim(0),
+    Age(),
+    Invoke("write"),
+    ThawIntoTx(0),
+    Burst(3),
+]
+STORM_FROM = 20
+"""From this many workers on, the storm at scale (below: the small schedule above)."""
+
+
+def schedule(opts: FleetOptions) -> list[Step]:
+    """The small storm, or — with ``workers`` of 20 and more (``W``) — the storm at
+    scale: 0.6 W sandboxes in flight at once, half of them reclaimed with their links
+    blackholed, the leases left to expire, a second wave of 0.6 W, then traffic on a
+    warm sandbox (a sandbox refused at the door cannot reap: recovery waits for one)."""
+    if opts.workers < STORM_FROM:
+        return SMALL
+    wave = round(0.6 * opts.workers)
+    return [
+        ColdStartWave(wave),
+        *[Reclaim(0) for _ in range(wave // 2)],
+        Age(),
+        ColdStartWave(wave),
+        InvokeWarm(),
+        Invoke("write"),
+    ]
+
 
 SCENARIO = fleet_scenario(
     "thaw_storm",
     "cold starts, zombies from reclaimed workers, thaws after leases expired",
-    [
-        Burst(3),
-        Invoke("write"),
-        Reclaim(0),
-        Reclaim(0),
-        Age(),
-        Invoke("write"),
-        ThawIntoTx(0),
-        Burst(3),
-    ],
+    schedule,
     judges="P1-P5",
 )
 

@@ -185,9 +185,21 @@ def _burst(it: Interpreter, step: Burst) -> None:
     it.touch()
 
 
+WAVE_HOLD_S = 0.3
+"""How long each invocation of a cold-start wave stays in flight: long enough that the
+whole wave is in flight at once (Lambda's concurrency), so each needs its own sandbox."""
+
+
 @handles(ColdStartWave)
 def _cold_start_wave(it: Interpreter, step: ColdStartWave) -> None:
-    waves = it.start_reads(step.n)
+    waves: list[Pending] = []
+    while len(waves) < step.n:
+        try:
+            waves.append(it.fleet.start("slow_read", seconds=WAVE_HOLD_S))
+        except (FleetAtCapacity, WorkerUnavailable):
+            break
+    if len(waves) < step.n:
+        it.notes.append(f"cold-start wave: {len(waves)} of {step.n} started (the cap)")
     results = [p.wait() for p in waves]
     refused = [r.op for r in results if r.error is not None and r.error.sqlstate == "53300"]
     it.fleet.record_fault(

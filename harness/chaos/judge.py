@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.chaos.steps import Step
+from harness.chaos.steps import Step, described_runs, numbered
 from harness.chaos.zoo import CORRECT, Bug
 from harness.check import Run, Status, Verdict, render_verdict, worst
 
@@ -50,7 +50,7 @@ class Judged:
         """The schedule in words: which client, each step, the settle phase."""
         client = self.bug.client_class if self.bug else CORRECT
         lines = [f"client: {client}", "schedule:"]
-        lines += [f"  {i}. {s.describe()}" for i, s in enumerate(self.schedule, 1)]
+        lines += [f"  {numbered(*run)}" for run in described_runs(self.schedule)]
         lines.append(
             "  then: faults healed, invocations keep arriving for the convergence"
             " bound, every frozen worker is thawed and invoked once"

@@ -12,6 +12,7 @@ stays meaningful when shrinking removes steps.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -53,8 +54,8 @@ class ColdStartWave(Step):
 
     def describe(self) -> str:
         return (
-            f"a wave of {self.n} cold starts at once, more than the server admits"
-            " (refusals with 53300, retries with jitter)"
+            f"a wave of {self.n} invocations in flight at once, each in its own sandbox,"
+            " more than the server admits (refusals with 53300, retries with jitter)"
         )
 
 
@@ -274,3 +275,24 @@ class ThawIntoTx(Step):
             f"idle worker #{self.worker} is thawed after its lease expired and holds a"
             " transaction open past min_idle while another worker reaps"
         )
+
+
+def described_runs(steps: Sequence[Step]) -> list[tuple[int, int, str]]:
+    """The schedule in words with repeats folded: ``(first, last, description)`` for
+    each run of consecutive steps (numbered from 1) that read the same, so a storm's
+    150 reclaims are one line, not 150."""
+    runs: list[tuple[int, int, str]] = []
+    for i, step in enumerate(steps, 1):
+        text = step.describe()
+        if runs and runs[-1][2] == text:
+            runs[-1] = (runs[-1][0], i, text)
+        else:
+            runs.append((i, i, text))
+    return runs
+
+
+def numbered(first: int, last: int, text: str) -> str:
+    """One folded run as a line: ``3. text`` or ``3-152. text (x150)``."""
+    if first == last:
+        return f"{first}. {text}"
+    return f"{first}-{last}. {text} (x{last - first + 1})"

@@ -9,6 +9,8 @@ timeline. It rides out a server restart: it reconnects and records the gap.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +26,9 @@ from harness.wait import poll
 
 SAMPLER_APPLICATION = "thawproof-sampler"
 """The sampler's own ``application_name`` (it never samples itself)."""
+
+SAMPLER_NICE = -10
+"""The nice value of the sampler thread and its backend, where raising priority is allowed."""
 
 _SAMPLE_SQL = """
 SELECT pid, application_name, state,
@@ -60,6 +65,7 @@ class ActivitySampler:
         self._file: IO[str] | None = None
         self.errors = 0
         self.gaps: list[tuple[float, float]] = []  # (from, to) monotonic, server unreachable
+        self.elevated = False  # the thread and its current backend run at SAMPLER_NICE
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> Self:
@@ -126,6 +132,7 @@ class ActivitySampler:
     def _loop(self) -> None:
         conn: psycopg.Connection[tuple[Any, ...]] | None = None
         gap_start: float | None = None
+        thread_raised = _raise_priority(threading.get_native_id())
         next_at = time.monotonic()
         try:
             while not self._stop.is_set():
@@ -136,6 +143,12 @@ class ActivitySampler:
                             autocommit=True,
                             connect_timeout=2,
                             application_name=SAMPLER_APPLICATION,
+                        )
+                        backend = conn.info.backend_pid
+                        self.elevated = (
+                            thread_raised
+                            and _is_local_backend(backend)
+                            and (_raise_priority(backend))
                         )
                     now, wall = time.monotonic(), time.time()
                     rows = conn.execute(_SAMPLE_SQL, (self._dbname,)).fetchall()
@@ -165,6 +178,28 @@ class ActivitySampler:
             self._samples.append(sample)
         if self._file is not None:
             self._file.write(dumps(sample))
+
+
+def _raise_priority(pid: int) -> bool:
+    """Set ``pid``'s (a process's or a thread's) nice value to :data:`SAMPLER_NICE`;
+    False where that is not permitted."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, SAMPLER_NICE)
+    except OSError:
+        return False
+    return True
+
+
+def _is_local_backend(pid: int) -> bool:
+    """Whether ``pid`` on this machine is a PostgreSQL backend whose parent is a
+    postmaster (a server in a container has pids of its own: leave those alone)."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        status = Path(f"/proc/{pid}/status").read_text()
+        parent = int(status.split("PPid:", 1)[1].split()[0])
+        own = Path(f"/proc/{pid}/comm").read_text().strip()
+        postmaster = Path(f"/proc/{parent}/comm").read_text().strip()
+        return own == "postgres" and postmaster == "postgres"
+    return False
 
 
 def _row(r: tuple[Any, ...]) -> ActivityRow:

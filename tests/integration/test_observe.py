@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import psycopg
@@ -15,6 +16,7 @@ from harness.observe import (
     cross_check_kills,
     terminations_from_log,
 )
+from harness.observe.sampler import SAMPLER_APPLICATION, SAMPLER_NICE
 from harness.report.activity_csv import write_activity_csv
 
 
@@ -67,3 +69,20 @@ def test_sampler_rides_out_a_restart_and_log_names_terminations() -> None:
 def test_sampler_refuses_slower_than_ten_hz(pg: PostgresServer) -> None:
     with pytest.raises(UsageError, match="at least 10 Hz"):
         ActivitySampler(pg.admin_dsn, pg.app_db, interval=0.5)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="raising a priority needs root (CAP_SYS_NICE)")
+def test_sampler_and_its_backend_run_at_a_raised_priority(pg: PostgresServer) -> None:
+    with ActivitySampler(pg.admin_dsn, pg.app_db) as sampler:
+        seen = sampler.wait_for(lambda s: True, timeout=10)
+        assert sampler.elevated, seen
+        with psycopg.connect(pg.admin_dsn, autocommit=True) as admin:
+            (backend,) = admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                (SAMPLER_APPLICATION,),
+            ).fetchone() or (None,)
+        assert backend is not None
+        assert os.getpriority(os.PRIO_PROCESS, backend) == SAMPLER_NICE
+    # an ordinary backend keeps the default priority
+    with psycopg.connect(pg.dsn(application_name="plain"), autocommit=True) as conn:
+        assert os.getpriority(os.PRIO_PROCESS, conn.info.backend_pid) == 0
