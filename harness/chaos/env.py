@@ -40,7 +40,7 @@ from harness.infra.pgbouncer import PgBouncer
 from harness.infra.postgres import PostgresServer
 from harness.infra.toxiproxy import ToxiproxyServer
 from harness.lease import token
-from harness.observe import ActivitySampler, terminations
+from harness.observe import ActivitySampler, refusals, terminations
 from harness.wait import poll
 
 SAMPLE_INTERVAL = 0.05
@@ -149,6 +149,12 @@ class LiveRun:
             f"terminations during the run, from the server's log: {len(found)}"
             + (f" ({', '.join(causes)})" if causes else "")
         )
+        refused = refusals(text, since_wall=self.started_wall)
+        if refused:
+            self.notes.append(
+                f"the server refused {refused} connection attempt(s) with 53300 (its log;"
+                " retries included)"
+            )
 
     def _log_cross_check(self, run: Run) -> str:
         """The reaper's ledger against the server's record of terminations (where the

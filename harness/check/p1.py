@@ -63,7 +63,7 @@ def _p1b_in_use(run: Run, kill: ReapEvent) -> list[dict[str, Any]]:
     current = tl.current_backend(w, kill.time)
     if current is None or current.backend_pid != kill.pid:
         return []  # the worker had already moved to another backend
-    busy = tl.in_progress(w, kill.time)
+    busy = [op for op in tl.in_progress(w, kill.time) if not _moved_off(op, kill)]
     if not busy:
         return []
     return [
@@ -78,6 +78,24 @@ def _p1b_in_use(run: Run, kill: ReapEvent) -> list[dict[str, Any]]:
             "frozen_intervals": [iv.to_json() for iv in tl.frozen.get(w, [])],
         }
     ]
+
+
+def _moved_off(op: Op, kill: ReapEvent) -> bool:
+    """The op began after the victim's lease had expired and succeeded on another
+    backend: the client fenced the old connection (LEASE_SPEC: a connection past its
+    lease is never sent on) and reconnected, the reaper killing what it had let go.
+    The timeline still calls the victim the worker's backend until the new one is
+    mapped, a moment that stretches under load (230 ms, measured with 300 sandboxes)."""
+    expiry = lease_expiry_ms(kill.application_name)
+    if expiry is None or op.invoke.wall < expiry / 1000.0:
+        return False
+    done = op.completion
+    return (
+        done is not None
+        and done.type == "ok"
+        and done.backend_pid is not None
+        and done.backend_pid != kill.pid
+    )
 
 
 def _p1c_lease_valid(run: Run, kill: ReapEvent) -> list[dict[str, Any]]:

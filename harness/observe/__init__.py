@@ -1,7 +1,8 @@
 """harness.observe: what the server saw, recorded beside the history.
 
 - ``sampler``    ``pg_stat_activity`` many times a second (``ActivitySampler``)
-- ``serverlog``  the server log's terminations, cross-checked against the reaper's ledger
+- ``serverlog``  the server log's terminations, cross-checked against the reaper's ledger,
+                 and its 53300 refusals
 """
 
 from harness.observe.sampler import ActivitySampler
@@ -9,6 +10,7 @@ from harness.observe.serverlog import (
     KillCrossCheck,
     cross_check_kills,
     parse_log,
+    refusals,
     terminations,
     terminations_from_log,
 )
@@ -18,6 +20,7 @@ __all__ = [
     "KillCrossCheck",
     "cross_check_kills",
     "parse_log",
+    "refusals",
     "terminations",
     "terminations_from_log",
 ]

@@ -202,3 +202,22 @@ def terminations(
             )
         )
     return out
+
+
+REFUSALS: tuple[str, ...] = (
+    "sorry, too many clients already",
+    "remaining connection slots are reserved for non-replication superuser connections",
+    "too many connections for role",
+    "too many connections for database",
+)
+"""The FATAL messages of a connection refused for want of a slot (SQLSTATE 53300)."""
+
+
+def refusals(text: str, *, since_wall: float = -math.inf) -> int:
+    """How many connection attempts the server refused with 53300 at or after
+    ``since_wall``: every attempt, retries included (the client sees only the last)."""
+    return sum(
+        1
+        for ln in parse_log(text)
+        if ln.level == "FATAL" and ln.wall >= since_wall and ln.message.startswith(REFUSALS)
+    )

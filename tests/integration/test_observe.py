@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import psycopg
@@ -14,10 +15,12 @@ from harness.infra.postgres import LocalCluster, PostgresServer
 from harness.observe import (
     ActivitySampler,
     cross_check_kills,
+    refusals,
     terminations_from_log,
 )
 from harness.observe.sampler import SAMPLER_APPLICATION, SAMPLER_NICE
 from harness.report.activity_csv import write_activity_csv
+from harness.wait import poll
 
 
 def _has_app(name: str):  # type: ignore[no-untyped-def]
@@ -86,3 +89,23 @@ def test_sampler_and_its_backend_run_at_a_raised_priority(pg: PostgresServer) ->
     # an ordinary backend keeps the default priority
     with psycopg.connect(pg.dsn(application_name="plain"), autocommit=True) as conn:
         assert os.getpriority(os.PRIO_PROCESS, conn.info.backend_pid) == 0
+
+
+def test_the_log_counts_every_refused_connection_attempt() -> None:
+    settings = {"superuser_reserved_connections": 1}
+    with LocalCluster(max_connections=5, settings=settings) as cluster:
+        held = [psycopg.connect(cluster.app_dsn) for _ in range(4)]
+        try:
+            for _ in range(2):
+                with pytest.raises(psycopg.OperationalError, match=r"reserved|too many"):
+                    psycopg.connect(cluster.app_dsn)
+            poll(
+                lambda: refusals(cluster.read_log()) >= 2 or None,
+                timeout=10,
+                what="two refusals in the server log",
+            )
+            assert refusals(cluster.read_log()) == 2
+            assert refusals(cluster.read_log(), since_wall=time.time() + 60) == 0
+        finally:
+            for conn in held:
+                conn.close()

@@ -119,6 +119,33 @@ def test_a_ledger_kill_the_server_never_logged_is_a_disagreement() -> None:
     assert cross_check(run.terminations, has_server_log=False) == []
 
 
+def test_two_leaders_signalling_one_exiting_backend_are_one_termination() -> None:
+    """pg_terminate_backend does not wait: the next leader may signal the same backend
+    again while it exits (two ledger kills, one FATAL in the log)."""
+    h = H()
+    h.spawn("r", 0.0)
+    h.spawn("q", 0.0)
+    h.reap(501, 2.0, reaper="r", until=0.5, state_change=0.6)
+    h.reap(501, 2.03, reaper="q", until=0.5, state_change=0.6)
+    killed(h, 501, 2.06, app=lease("p501", 0.5), killer=777, killer_app=lease("rr", 9.0))
+    run = Run(h.events, [], final(), config(PREFIX))
+    (t,) = run.terminations
+    assert t.by == "reaper of r"
+    assert [k.worker for k in t.repeats] == ["q"]
+    assert cross_check(run.terminations, has_server_log=True) == []
+
+
+def test_a_second_kill_of_a_new_backend_with_the_same_pid_is_a_termination_of_its_own() -> None:
+    h = H()
+    h.spawn("r", 0.0)
+    h.reap(501, 2.0, reaper="r", until=0.5, state_change=0.6)
+    killed(h, 501, 2.001, app=lease("p501", 0.5), killer=777, killer_app=lease("rr", 9.0))
+    h.reap(501, 8.0, reaper="r", until=6.5, state_change=6.6)  # pid reused, another lease
+    run = Run(h.events, [], final(), config(PREFIX))
+    assert [t.source for t in run.terminations] == ["server_log+ledger", "ledger"]
+    assert all(not t.repeats for t in run.terminations)
+
+
 def test_p5_fails_when_the_servers_timeout_ends_another_applications_session() -> None:
     """server_timeout's role setting reaches every session of the role, not only the service's."""
     h = H()

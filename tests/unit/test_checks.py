@@ -139,6 +139,31 @@ def test_p1b_kill_of_a_thawed_worker_with_an_op_in_progress() -> None:
     assert e["frozen_intervals"][0]["by"] == "freeze"
 
 
+def test_p1b_not_triggered_when_a_thawed_client_fenced_the_expired_connection() -> None:
+    """Thawed past its lease, the client lets the old connection go and reconnects;
+    the reaper kills the old backend before the new one is mapped: no harm done."""
+    h = zombie().fault("thaw", 9.0, "w1")
+    op = h.invoke("w1", 9.5, pid=101, lease_valid=False)
+    reap_101(h)
+    h.backend("w1", 102, 10.2, until=20.0)
+    h.ok(op, 10.5, pid=102)
+    holds(check_p1(run(h)))
+
+
+def test_p1b_still_fails_when_the_op_past_the_lease_used_or_lost_the_victim() -> None:
+    unfenced = zombie().fault("thaw", 9.0, "w1")
+    op = unfenced.invoke("w1", 9.5, pid=101, lease_valid=False)
+    reap_101(unfenced)
+    unfenced.ok(op, 10.5, pid=101)
+    violated(check_p1(run(unfenced)), "P1b")
+
+    lost = zombie().fault("thaw", 9.0, "w1")
+    op = lost.invoke("w1", 9.5, pid=101, lease_valid=False)
+    reap_101(lost)
+    lost.fail(op, 10.5, sqlstate="57P01", pid=101)
+    violated(check_p1(run(lost)), "P1b")
+
+
 def test_p1b_not_triggered_when_frozen_dead_or_moved_to_another_backend() -> None:
     still_frozen = zombie()
     open_op = still_frozen.invoke("w1", 1.9, pid=101)  # frozen mid-op, never completed
