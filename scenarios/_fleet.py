@@ -159,7 +159,9 @@ def parse_fleet_options(options: Mapping[str, str], *, workers: int = 3) -> Flee
     if "duration" in options:
         changes["settle_extra"] = _number("duration", options["duration"], 0, 600)
     driver = _driver(options)
-    return FleetOptions(bug, cap, seeded, driver, dataclasses.replace(Timings(), **changes))
+    return FleetOptions(
+        bug, cap, seeded, driver, dataclasses.replace(Timings.for_fleet(cap), **changes)
+    )
 
 
 def fleet_scenario(

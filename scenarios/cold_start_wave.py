@@ -28,11 +28,9 @@ from __future__ import annotations
 import sys
 
 from harness.chaos.steps import Age, ColdStartWave, Invoke, InvokeWarm, Reclaim, Step
+from harness.chaos.timings import AT_SCALE_FROM
 from harness.cli import main_for
 from scenarios._fleet import FleetOptions, fleet_scenario
-
-AT_SCALE_FROM = 20
-"""From this many workers on, waves keep arriving (below: one wave of 8)."""
 
 
 def schedule(opts: FleetOptions) -> list[Step]:

@@ -31,6 +31,7 @@ from harness.chaos.steps import (
     Step,
     ThawIntoTx,
 )
+from harness.chaos.timings import AT_SCALE_FROM
 from harness.cli import main_for
 from scenarios._fleet import FleetOptions, fleet_scenario
 
@@ -44,8 +45,6 @@ SMALL: list[Step] = [
     ThawIntoTx(0),
     Burst(3),
 ]
-STORM_FROM = 20
-"""From this many workers on, the storm at scale (below: the small schedule above)."""
 
 
 def schedule(opts: FleetOptions) -> list[Step]:
@@ -53,7 +52,7 @@ def schedule(opts: FleetOptions) -> list[Step]:
     scale: 0.6 W sandboxes in flight at once, half of them reclaimed with their links
     blackholed, the leases left to expire, a second wave of 0.6 W, then traffic on a
     warm sandbox (a sandbox refused at the door cannot reap: recovery waits for one)."""
-    if opts.workers < STORM_FROM:
+    if opts.workers < AT_SCALE_FROM:
         return SMALL
     wave = round(0.6 * opts.workers)
     return [

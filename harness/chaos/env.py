@@ -31,7 +31,7 @@ from harness.chaos.timings import SECRET, SERVICE, Timings
 from harness.chaos.zoo import CORRECT, Bug
 from harness.check import Run, RunConfig, check_all
 from harness.check.terminations import cross_check as cross_check_terminations
-from harness.errors import FleetError, FleetTimeout, WorkerUnavailable
+from harness.errors import FleetError, FleetTimeout, WaitTimeout, WorkerUnavailable
 from harness.fleet import Fleet, FleetConfig
 from harness.fleet.drivers import SERVICE_APPLICATION, DriverSpec
 from harness.history import HistoryWriter, load_history
@@ -116,7 +116,7 @@ class LiveRun:
     def finish(self) -> Judged:
         """Settle, then judge the whole run with the five properties, and cross-check
         the reaper's ledger against the server log's terminations."""
-        self.env.settle(self.interpreter)
+        self.env.settle(self.interpreter, self.sampler)
         final = self.interpreter.fleet.data.final_state()
         self.interpreter.release_foreign()
         self._record_terminations()
@@ -375,24 +375,71 @@ class ChaosEnv:
             pass
         return done
 
-    def settle(self, it: Interpreter) -> None:
-        """Heal; keep invocations arriving past the convergence bound; thaw and invoke all."""
+    def settle(self, it: Interpreter, sampler: ActivitySampler) -> None:
+        """Heal; keep invocations arriving past the convergence bound; thaw and invoke all.
+
+        The arrivals stay within what the server admits, with room to spare: at most
+        half the limit in flight at once (a newcomer can always connect, and its reaper
+        frees what expired), and the closing pass over every sandbox is paced by the
+        server's count (:meth:`_wait_for_room`). A fleet larger than the limit thawed in
+        one lease period is an overload no client can absorb; after the deadline that
+        would be the harness's doing, not the client's."""
         fleet, t = it.fleet, self.timings
         fleet.nemesis.heal()
         until = time.monotonic() + t.bound + t.settle_extra
         pace = threading.Event()
         while time.monotonic() < until:
-            # a read on every worker that can take one, up to what the server admits
-            for p in it.start_reads(self.limit):
+            for p in it.start_reads(max(1, self.limit // 2)):
                 with contextlib.suppress(FleetError):
                     p.wait()
             pace.wait(t.wave_pace)
         for p in list(it.frozen_ops):
             it.thaw_and_finish(p)
         it.frozen_ops.clear()
-        for name in it.idle():
+        for name in self._closing_order(fleet, it.idle()):
+            self._wait_for_room(fleet, sampler, name)
             with contextlib.suppress(WorkerUnavailable):
                 fleet.invoke("read", worker=name)
+
+    @staticmethod
+    def _closing_order(fleet: Fleet, names: list[str]) -> list[str]:
+        """Sandboxes that still hold a backend first: invoked, each reuses (or drops and
+        replaces) its own slot and its reaper frees what expired. A sandbox without one
+        needs a free slot: refused at the door, it cannot reap (measured: 36 expired
+        idle backends filled a server, and a newcomer invoked then got 53300)."""
+
+        def holds_backend(name: str) -> bool:
+            try:
+                return fleet.worker(name).backend_pid is not None
+            except WorkerUnavailable:
+                return False
+
+        return sorted(names, key=lambda n: not holds_backend(n))
+
+    def _wait_for_room(self, fleet: Fleet, sampler: ActivitySampler, name: str) -> None:
+        """Before a sandbox that must open a connection is invoked (it holds none): wait
+        until the server's latest sample leaves the service a slot to spare. Waits at
+        most the convergence bound, then invokes anyway: the verdicts judge what
+        follows."""
+        if self.driver is not None and not self.driver.leases:
+            return  # no lease, no reaper to make room: its backends are judged as they are
+        try:
+            if fleet.worker(name).backend_pid is not None:
+                return
+        except WorkerUnavailable:
+            return
+        prefix = self.run_config().own_app_prefix
+
+        def room() -> bool | None:
+            latest = sampler.samples[-1:]
+            if not latest:
+                return None
+            rows = [r for r in latest[0].rows if (r.application_name or "").startswith(prefix)]
+            return True if len(rows) <= self.limit - 2 else None
+
+        with contextlib.suppress(WaitTimeout):
+            t = self.timings
+            poll(room, timeout=t.bound, what="a free connection slot", interval=t.wave_pace)
 
     def _clear_server(self) -> None:
         """No backend of an earlier example survives into this one."""

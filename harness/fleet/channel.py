@@ -101,14 +101,18 @@ class SubprocessChannel:
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
         stderr_path: Path | None = None,
+        nice: int = 0,
     ) -> None:
         self._stderr: IO[bytes] | None = None
         if stderr_path is not None:
             stderr_path.parent.mkdir(parents=True, exist_ok=True)
             self._stderr = stderr_path.open("ab")
         try:
+            # ``nice`` execs the program (same pid); a preexec_fn would not be safe in
+            # the controller, which has threads
+            prefix = ["nice", "-n", str(nice)] if nice > 0 else []
             self._proc = subprocess.Popen(
-                list(argv),
+                [*prefix, *argv],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=self._stderr,

@@ -88,6 +88,14 @@ WorkerState = Literal["starting", "idle", "busy", "dead"]
 EndReason = Literal["reclaim", "stop"]
 
 
+WORKER_NICE = 10
+"""The workers' default nice increment. Measured: a 100-sandbox storm on two cores at
+equal priority stalled the whole controller for 0.6-0.8 s during each cold-start wave
+(the sampler with it, so the run was unknown); raising the sampler alone did not help,
+as it waits for the controller's GIL. Lambda's sandboxes do not share the database's
+or the observer's CPU; here they would, so they yield it. Needs no privilege."""
+
+
 @dataclass(frozen=True)
 class FleetConfig:
     """How the fleet's workers are built and how long the fleet waits for them."""
@@ -116,6 +124,10 @@ class FleetConfig:
     a driver with the ``lease`` api, ``client_class`` still says which class (the bug zoo)."""
     upstream: tuple[str, int] | None = None
     """Where the workers' proxies lead (a PgBouncer); None: the PostgreSQL server."""
+    worker_nice: int = WORKER_NICE
+    """Each worker runs this much nicer than the controller (0: as nice). The workers are
+    the load; the controller that freezes them and the sampler that watches the server
+    must not be starved by them (see :data:`WORKER_NICE`)."""
 
 
 @dataclass(frozen=True)
@@ -451,6 +463,7 @@ class Fleet:
             client_class=client_class,
             client_kwargs=dict(self.config.client_kwargs),
             seed=self.config.seed,
+            nice=self.config.worker_nice,
             driver="lease" if driver is None else driver.name,
             api="lease" if driver is None else driver.api,
             driver_options={} if driver is None else dict(driver.options),
@@ -491,7 +504,11 @@ class Fleet:
         it exits by itself when its stdin closes."""
         stderr = Path(self.history.path).parent / "workers" / f"{self.run_id}-{w.name}.stderr"
         channel = SubprocessChannel(
-            driver.command, cwd=str(_node_dir()), stderr_path=stderr, env=_child_env()
+            driver.command,
+            cwd=str(_node_dir()),
+            stderr_path=stderr,
+            env=_child_env(),
+            nice=self.config.worker_nice,
         )
         w.record = owned().process(channel.pid, f"worker {self.run_id}/{w.name} ({driver.name})")
         try:

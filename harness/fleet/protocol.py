@@ -81,6 +81,8 @@ class WorkerSpec:
     """Extra keyword arguments for the client class."""
     seed: int | None = None
     """Seeds the client's randomness (reap jitter, backoff) when its class takes ``rng``."""
+    nice: int = 0
+    """Added to the worker's nice value before anything else runs (see ``FleetConfig``)."""
     # -- drivers (harness/drivers/PROTOCOL.md) -------------------------------------------
     driver: str = "lease"
     """The driver's name, for the record."""

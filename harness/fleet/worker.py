@@ -405,6 +405,8 @@ def main(conn: Connection, spec: WorkerSpec) -> None:
     global CLIENT, _conn, _spec
     _conn, _spec = conn, spec
     _die_with_parent()
+    if spec.nice > 0:
+        os.nice(spec.nice)
     # Ctrl-C reaches the whole process group: the controller handles it and tears
     # the fleet down; a worker must not die of it with a misleading "crash".
     signal.signal(signal.SIGINT, signal.SIG_IGN)

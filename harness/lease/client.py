@@ -16,7 +16,8 @@ What it promises (LEASE_SPEC.md):
   caller said it is idempotent; a connection that died after a non-idempotent
   statement or a COMMIT may have reached the server raises ``OutcomeUnknown``.
 - The reaper runs on this client's own connection, when a pass is due (probability,
-  cooldown) right after connecting and right after a lease renewal. It never raises
+  cooldown) right after connecting and right after a lease renewal; a connect that
+  outlasted the heartbeat margin renews the lease first. It never raises
   into the caller: any failure is logged and reported through ``on_reap``.
 
 No background thread: everything happens on the caller's thread, in the calls it
@@ -543,6 +544,11 @@ class LeaseClient:
         self._hooks.emit("on_connect", dict(payload))
         if self._connects > 1:
             self._hooks.emit("on_reconnect", dict(payload))
+        if cfg.clock() >= expiry - cfg.heartbeat_margin:
+            # The connect took most of the lease (refused attempts, a starved process):
+            # renew before the reaper pass, whose open transaction another reaper would
+            # otherwise find expired and idle, and kill. Found at 100 sandboxes.
+            return conn if self._heartbeat(conn) else None
         self._maybe_reap(conn)
         return self._conn
 

@@ -212,7 +212,7 @@ def test_no_node_worker_survives_a_sigkilled_runner() -> None:
     _need(DRIVERS["node-pg"])
     runner = Runner(("thaw_storm", "driver=node-pg"))
     try:
-        runner.wait_for_line(r"step 4/8")
+        runner.wait_for_line(r"step 5/8")  # the reclaims (steps 3-4) done
         runner.note_owned()
         workers = [r for r in runner.seen.values() if "(node-pg)" in r.label]
         assert workers, "no Node worker was recorded"

@@ -108,7 +108,7 @@ def test_a_single_scenario_stops_on_sigint(runners: list[Runner]) -> None:
 
 def test_sigkill_of_the_runner_leaves_nothing_within_10_s(runners: list[Runner]) -> None:
     r = _start(runners, "thaw_storm")
-    r.wait_for_line(r"step 4/")  # workers frozen and reclaimed, zombies held open
+    r.wait_for_line(r"step 5/")  # steps 3-4 done: workers frozen and reclaimed, zombies held open
     assert any(rec.kind == "process" and "worker" in rec.label for rec in r.seen.values())
     r.signal(signal.SIGKILL)
     code, _ = r.finish(timeout=10)

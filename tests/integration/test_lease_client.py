@@ -106,6 +106,41 @@ def test_heartbeat_renews_the_lease_seen_by_the_server(
         assert len(rec.of("on_connect")) == 1
 
 
+def test_a_connect_that_outlasted_the_lease_renews_before_its_reaper_pass(
+    pg: PostgresServer, admin: psycopg.Connection[Any]
+) -> None:
+    """Found at 100 sandboxes: a connect held up by refusals came up with a lease
+    already spent, and its reaper pass (an open transaction) was killed by another
+    reaper as an expired idle-in-transaction backend. The lease is renewed first."""
+    svc = service_name("slowconnect")
+    clock = FakeClock()
+    rec = Recorder()
+    seen: dict[str, Any] = {}
+
+    def connect_took_long(payload: dict[str, Any]) -> None:
+        clock.now += 85  # minted at connect start; 5 s of 90 left when it came up
+
+    def at_pass(payload: dict[str, Any]) -> None:
+        if "expiry" not in seen:  # the first pass: what the server shows then
+            seen["expiry"] = client.lease_expiry
+            seen["name"] = app_name_of(admin, payload_pid[0])
+
+    payload_pid: list[int] = []
+    rec.on["on_connect"] = lambda p: (payload_pid.append(p["backend_pid"]), connect_took_long(p))
+    rec.on["on_reap"] = at_pass
+    cfg = config(svc, lease_ttl=90.0, clock=clock, reap_probability=1.0, cooldown=0.0)
+    with LeaseClient(pg.app_dsn, cfg, rec.hooks("on_connect", "on_heartbeat", "on_reap")) as client:
+        client.execute("SELECT 1")
+        (beat,) = rec.of("on_heartbeat")
+        assert beat["lease_expiry"] == pytest.approx(clock.now + 90)
+        assert rec.of("on_reap"), "no reaper pass ran"
+        assert seen["expiry"] == beat["lease_expiry"], "the pass ran before the renewal"
+        lease = token.verify(seen["name"], svc, SECRET)
+        assert lease is not None
+        assert lease.expiry > clock.now + 80, "the server saw a spent lease during the pass"
+        assert len(rec.of("on_connect")) == 1, "renewed, not reconnected"
+
+
 def test_long_statement_renews_first(pg: PostgresServer) -> None:
     svc = service_name("long")
     clock = FakeClock()
