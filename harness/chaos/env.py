@@ -7,7 +7,7 @@ worker), its history, the ``pg_stat_activity`` sampler and an
 path. :meth:`LiveRun.finish` runs the **settle** phase (faults healed,
 invocations still arriving for the convergence bound, then every frozen
 worker thawed and invoked once), reads the final database state, and judges
-the five properties over the recorded run.
+the properties (:data:`harness.check.CHECKS`) over the recorded run.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from harness.fleet import Fleet, FleetConfig
 from harness.history import BackendEvent, FaultEvent, ForeignEvent, HistoryWriter, load_history
 from harness.infra.postgres import PostgresServer
 from harness.infra.toxiproxy import ToxiproxyServer
-from harness.lease import token
+from harness.lease import LeaseConfig, token
 from harness.observe import ActivitySampler, cross_check_kills, terminations_from_log
 from harness.wait import poll
 
@@ -76,7 +76,7 @@ class LiveRun:
         )
 
     def finish(self) -> Judged:
-        """Settle, then judge the whole run with the five properties, and cross-check
+        """Settle, then judge the whole run with every property, and cross-check
         the reaper's ledger against the server log's terminations."""
         self.env.settle(self.interpreter)
         final = self.interpreter.fleet.data.final_state()
@@ -137,6 +137,8 @@ class ChaosEnv:
 
     def run_config(self) -> RunConfig:
         t = self.timings
+        # the margins the client really runs with (AUTO ones derived from the TTL)
+        lease = LeaseConfig(**t.lease_kwargs())
         return RunConfig(
             service=token.service_tag(SERVICE),
             connection_limit=self.cap,
@@ -148,6 +150,8 @@ class ChaosEnv:
             retry_budget_s=t.retry_budget,
             verify=lambda app: token.verify(app, SERVICE, SECRET) is not None,
             sample_interval=SAMPLE_INTERVAL,
+            max_kills=lease.max_kills,
+            fence_margin=lease.fence_margin,
         )
 
     def run(self, schedule: Sequence[Step], bug: Bug | None = None) -> Judged:

@@ -6,10 +6,12 @@ convergence bound of :class:`~harness.check.run.RunConfig`. See :func:`check_p2`
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from harness.check.run import ZOMBIE_FAULTS, Run, is_routine_freeze
 from harness.check.verdict import Verdict, verdict
+from harness.check.zombies import covered_deadline, zombies
 from harness.history import Sample, to_json
 
 P2_TITLE = "zombies converge"
@@ -80,6 +82,50 @@ def _p2_too_many(run: Run, deadline: float) -> list[dict[str, Any]]:
     ]
 
 
+def _p2_zombies(run: Run) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
+    """Every zombie gone within the bound of when it became one, counted while
+    invocations arrive (:func:`~harness.check.zombies.covered_deadline`): evidence,
+    reasons some could not be judged, and what was measured."""
+    cfg, tl = run.config, run.timeline
+    bound, gap = cfg.convergence_bound, cfg.max_cooldown + cfg.slack
+    last_invoke = max((op.start for op in tl.ops), default=-math.inf)
+    out: list[dict[str, Any]] = []
+    unjudged: list[str] = []
+    lived: list[float] = []
+    for z in zombies(run):
+        deadline = covered_deadline(run, z.since, bound, gap)
+        # presence is contiguous: it was there at every sample from since to last_seen
+        there_until = min(z.last_seen, z.until)
+        if deadline is not None and there_until >= deadline and last_invoke >= deadline:
+            out.append(
+                {
+                    "clause": "P2-zombie",
+                    "explain": f"backend {z.pid} of worker {z.worker} has been a zombie"
+                    f" ({z.why}) since {run.at(z.since)} and was still there at"
+                    f" {run.at(there_until)}, past its deadline {run.at(deadline)}"
+                    f" (bound {bound:.3f}s while invocations arrive)",
+                    "zombie": z.to_json(),
+                    "deadline": deadline,
+                    "bound_s": bound,
+                }
+            )
+        elif z.until <= z.last_seen:
+            lived.append(z.until - z.since)  # its worker thawed: no zombie any more
+        elif z.gone_at is not None:
+            lived.append(z.gone_at - z.since)
+        else:
+            unjudged.append(
+                f"zombie backend {z.pid} of worker {z.worker} ({z.why} since {run.at(z.since)})"
+                " was still there when the record ends, before invocations had run for its"
+                f" bound of {bound:.3f}s"
+            )
+    measured = {
+        "zombies": len(lived) + len(out) + len(unjudged),
+        "longest_zombie_s": max(lived, default=None),
+    }
+    return out, unjudged, measured
+
+
 def check_p2(run: Run) -> Verdict:
     """P2: zombies converge.
 
@@ -117,7 +163,10 @@ def check_p2(run: Run) -> Verdict:
     # Without invocations after the deadline nothing obliges a reaper to have run:
     # what the samples show then is no violation, and no evidence of convergence.
     evidence = _p2_over_limit(run, deadline) + _p2_too_many(run, deadline) if reached else []
-    cannot_judge = list(run.sampling_problems)
+    zombie_evidence, zombie_unjudged, zombie_measured = _p2_zombies(run)
+    evidence += zombie_evidence
+    measured.update(zombie_measured)
+    cannot_judge = list(run.sampling_problems) + zombie_unjudged
     if not reached:
         cannot_judge.insert(
             0,
@@ -126,12 +175,14 @@ def check_p2(run: Run) -> Verdict:
             " converged",
         )
     conv_txt = "never" if conv is None else f"{conv:.3f}s"
+    longest = zombie_measured["longest_zombie_s"]
     return verdict(
         "P2",
         P2_TITLE,
         evidence,
         f"backend count within {cfg.connection_limit} from the deadline on; converged in"
-        f" {conv_txt} against a bound of {bound:.3f}s",
+        f" {conv_txt} against a bound of {bound:.3f}s; {zombie_measured['zombies']} zombie(s),"
+        f" each gone within the bound" + ("" if longest is None else f" (longest {longest:.3f}s)"),
         cannot_judge=cannot_judge,
         **measured,
     )

@@ -65,6 +65,7 @@ from harness.fleet.protocol import (
     Paused,
     PausePoint,
     QueryFailed,
+    QueryStarted,
     ReapReport,
     Skew,
     Stop,
@@ -450,6 +451,14 @@ class Fleet:
                 if msg.backend_pid == w.backend_pid:
                     w.backend_pid = None
                 run_after, w.on_error = w.on_error, []
+            elif isinstance(msg, QueryStarted):
+                self.history.query_start(
+                    worker=w.name,
+                    backend_pid=msg.backend_pid,
+                    lease_expiry=msg.lease_expiry,
+                    time=msg.time,
+                    wall=msg.wall,
+                )
             elif isinstance(msg, QueryFailed):
                 run_after, w.on_error = w.on_error, []
             elif isinstance(msg, ReapReport):
@@ -478,11 +487,26 @@ class Fleet:
             backend_pid=msg.backend_pid,
             application_name=msg.application_name,
             lease_expiry=msg.lease_expiry or 0.0,
+            renewed=msg.renewed,
             time=msg.time,
             wall=msg.wall,
         )
 
     def _on_reap(self, w: _Worker, msg: ReapReport) -> None:
+        if msg.step in ("locked", "scanned", "pass_end"):
+            # the pass's steps: its leadership interval (server clock) and its decision
+            self.history.reap_pass(
+                msg.step,
+                worker=w.name,
+                reaper_pid=msg.reaper_pid,
+                server_at=msg.server_at,
+                candidates=msg.candidates,
+                scanned=msg.scanned,
+                killed=msg.killed,
+                time=msg.time,
+                wall=msg.wall,
+            )
+            return
         if msg.step != "kill" or msg.pid is None or msg.result is None:
             return
         # the kill's time is when the reaper sent it, not when it reported it
@@ -495,6 +519,9 @@ class Fleet:
             state=msg.state,
             state_change=msg.state_change,
             lease_expiry_ms=msg.lease_expiry_ms,
+            idle_for=msg.idle_for,
+            at=msg.at,
+            reaper_pid=msg.reaper_pid,
             time=sent,
             wall=msg.wall - (msg.time - sent),
         )

@@ -23,13 +23,14 @@ from harness.history import ActivityRow, Sample, dumps
 from harness.wait import poll
 
 _SAMPLE_SQL = """
-SELECT pid, application_name, state,
-       extract(epoch FROM state_change)::float8,
-       extract(epoch FROM backend_start)::float8,
-       extract(epoch FROM xact_start)::float8,
-       usename, backend_type
-  FROM pg_stat_activity
- WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+SELECT a.pid, a.application_name, a.state,
+       extract(epoch FROM a.state_change)::float8,
+       extract(epoch FROM a.backend_start)::float8,
+       extract(epoch FROM a.xact_start)::float8,
+       a.usename, a.backend_type, r.rolsuper
+  FROM pg_stat_activity a
+  LEFT JOIN pg_roles r ON r.oid = a.usesysid
+ WHERE a.datname = %s AND a.pid <> pg_backend_pid() AND a.backend_type = 'client backend'
 """
 
 
@@ -160,7 +161,7 @@ class ActivitySampler:
 
 
 def _row(r: tuple[Any, ...]) -> ActivityRow:
-    pid, app, state, state_change, backend_start, xact_start, usename, backend_type = r
+    pid, app, state, state_change, backend_start, xact_start, usename, backend_type, su = r
     return ActivityRow(
         pid=int(pid),
         application_name=app,
@@ -170,4 +171,5 @@ def _row(r: tuple[Any, ...]) -> ActivityRow:
         xact_start=xact_start,
         usename=usename,
         backend_type=backend_type,
+        superuser=su,
     )

@@ -36,7 +36,7 @@ def test_passing_run_writes_every_file_and_points_latest(tmp_path: Path) -> None
     assert (tmp_path / "latest").resolve() == d.path.resolve()
     summary = json.loads((d.path / "summary.json").read_text())
     assert summary["result"] == "pass" and outcome.exit_code == EXIT_OK
-    assert [v["property"] for v in summary["verdicts"]] == ["P1", "P2", "P3", "P4", "P5"]
+    assert [v["property"] for v in summary["verdicts"]] == [f"P{i}" for i in range(1, 8)]
     assert (d.path / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -47,7 +47,7 @@ def test_failing_property_shows_in_junit_html_and_exit_code(tmp_path: Path) -> N
     d = RunDir("demo", root=tmp_path)
     d.finish(outcome)
     suite = ET.parse(d.path / "junit.xml").getroot()
-    assert suite.get("failures") == "1" and suite.get("tests") == "5"
+    assert suite.get("failures") == "1" and suite.get("tests") == "7"
     failure = suite.find("testcase/failure")
     assert failure is not None and "op-1" in (failure.text or "")
     assert "FAILS" in (d.path / "report.html").read_text()
@@ -73,12 +73,12 @@ def test_a_history_that_fails_validation_is_unjudged_and_exits_2(tmp_path: Path)
     h.fail(a, 1.2)  # completed twice: the history cannot be trusted
     run = Run(h.events, [], final(), config())
     verdicts = check_all(run)
-    assert [v.status for v in verdicts] == ["unknown"] * 5
+    assert [v.status for v in verdicts] == ["unknown"] * 7
     assert "fails validation" in verdicts[0].summary and "double_completion" in verdicts[0].summary
     outcome = ScenarioResult("demo", verdicts, run=run)
     assert outcome.result == "unjudged" and outcome.exit_code == EXIT_UNJUDGED
     d = RunDir("demo", root=tmp_path)
     d.finish(outcome)
     suite = ET.parse(d.path / "junit.xml").getroot()
-    assert suite.get("errors") == "5" and suite.get("failures") == "0"
+    assert suite.get("errors") == "7" and suite.get("failures") == "0"
     assert "NOT JUDGED" in (d.path / "report.html").read_text()
