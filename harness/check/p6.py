@@ -71,13 +71,17 @@ def _expired(run: Run, e: ReapEvent) -> list[dict[str, Any]]:
     expiry, grace = expiry_ms / 1000.0, run.config.grace
     if e.at > expiry + grace - EXACT:
         return []
+    if e.at < expiry:
+        state = f"the lease still had {expiry - e.at:.3f}s to run"
+    else:
+        state = f"the lease had expired only {e.at - expiry:.3f}s before"
     return [
         _ev(
             run,
             "P6-expired",
             e,
-            f"by its own clock the lease had expired only {e.at - expiry:+.3f}s before"
-            f" (grace {grace:.3f}s: it may kill only past {expiry + grace - e.at:.3f}s later)",
+            f"by its own clock {state}; it may kill only once it is {grace:.3f}s (the grace)"
+            " past its expiry",
             lease_expiry_ms=expiry_ms,
         )
     ]
