@@ -1,7 +1,9 @@
-"""P2 — zombie connections converge below the limit.
+"""P2 — zombie connections converge below the limit, and each zombie goes.
 
 Judged from the samples and the history, against the limit and the
-convergence bound of :class:`~harness.check.run.RunConfig`. See :func:`check_p2`.
+convergence bound of :class:`~harness.check.run.RunConfig`: the service's
+backend count from the deadline on, and every zombie backend within the bound
+of when it became one. See :func:`check_p2`.
 """
 
 from __future__ import annotations
@@ -140,6 +142,16 @@ def check_p2(run: Run) -> Verdict:
     behind — and nothing was violated, the verdict is ``unknown``, never ``ok``.
     Measured: convergence time (anchor to the first sample from which the
     count stays within the limit; None if it never does) against the bound.
+
+    And to zero (``P2-zombie``): every zombie (:func:`~harness.check.zombies.zombies`:
+    a backend of a worker that is gone, or frozen past its lease, idle in
+    transaction included) must be gone within the bound of when it became one,
+    the bound counted only while invocations arrive
+    (:func:`~harness.check.zombies.covered_deadline`, gap ``max_cooldown + slack``);
+    a zombie still there at a sample past that deadline, with an invocation at or
+    after it, fails P2 with its pid, worker and since-when. One still there when
+    the record ends, before its deadline was reached with invocations arriving,
+    cannot be judged (``unknown``, never ``ok``).
     """
     cfg, tl = run.config, run.timeline
     zombies = [f for f in tl.faults_of(ZOMBIE_FAULTS) if not is_routine_freeze(f)]
