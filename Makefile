@@ -9,12 +9,13 @@ PYTEST_ARGS ?=
 NODE_DRIVERS := harness/drivers/node
 NODE_STAMP   := $(NODE_DRIVERS)/node_modules/.package-lock.json
 
-.PHONY: setup postgres node-drivers test test-fast test-containers chaos bench replay nightly \
+.PHONY: setup postgres node-drivers test test-both test-fast test-containers chaos bench replay nightly \
 	lint typecheck clean
 
 setup: $(STAMP) postgres node-drivers
 
 $(STAMP): pyproject.toml Makefile
+	@scripts/ensure-python.sh $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,containers]'
@@ -35,8 +36,15 @@ $(NODE_STAMP): $(NODE_DRIVERS)/package.json $(NODE_DRIVERS)/package-lock.json
 	fi
 
 # The whole suite. pytest's own exit status is kept: 5 (no tests collected) fails.
+# `make test PYTHON=/usr/bin/python3 VENV=.venv-debian` runs it on Debian's own Python.
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The suite on both interpreters this machine family has: the default python3 and
+# Debian's /usr/bin/python3 (3.11.2 on Debian 12), each in its own virtualenv.
+test-both:
+	$(MAKE) test
+	$(MAKE) test PYTHON=/usr/bin/python3 VENV=.venv-debian
 
 # Unit tests only: no processes, no servers.
 test-fast: setup

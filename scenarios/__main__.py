@@ -1,43 +1,24 @@
-"""``python -m scenarios (list | all | NAME [key=value ...])``."""
+"""``python -m scenarios (list | all | NAME [key=value ...])``: the ``thawproof`` command.
+
+``list`` is ``thawproof list``; ``all`` and ``NAME`` are ``thawproof run``.
+"""
 
 from __future__ import annotations
 
 import sys
 
-from harness.cli import main_for, run_scenario
-from harness.report import EXIT_UNJUDGED
-from scenarios import discover
+from harness.cli import main as thawproof
 
 USAGE = "usage: python -m scenarios (list | all | NAME [key=value ...])"
 
 
 def main(argv: list[str]) -> int:
-    scenarios = discover()
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE, file=sys.stderr if not argv else sys.stdout)
-        return EXIT_UNJUDGED if not argv else 0
-    command, rest = argv[0], argv[1:]
-    if command == "list":
-        for s in scenarios.values():
-            print(f"{s.name:<20} {s.description}")
-        return 0
-    if command == "all":
-        if rest:
-            print(f"scenarios: 'all' takes no options, got {rest[0]!r}", file=sys.stderr)
-            return EXIT_UNJUDGED
-        results = {}
-        for i, s in enumerate(scenarios.values(), 1):
-            print(f"== scenario {i}/{len(scenarios)}: {s.name}", file=sys.stderr, flush=True)
-            results[s.name] = run_scenario(s)
-        print("== chaos summary")
-        for name, code in results.items():
-            print(f"  {name:<20} {['pass', 'FAIL', 'UNJUDGED'][min(code, 2)]}")
-        return max(results.values(), default=0)
-    if command not in scenarios:
-        known = ", ".join(scenarios) or "none"
-        print(f"scenarios: unknown scenario {command!r}; known: {known}", file=sys.stderr)
-        return EXIT_UNJUDGED
-    return main_for(scenarios[command], rest)
+        return 2 if not argv else 0
+    if argv[0] == "list":
+        return thawproof(["list", *argv[1:]])
+    return thawproof(["run", *argv])
 
 
 if __name__ == "__main__":

@@ -1,63 +1,152 @@
-"""What the fleet scenarios share: run a fixed schedule on a live fleet, judge, report.
+"""What the fleet scenarios share: options, a fixed schedule on a live fleet, judging, report.
 
-Every fleet scenario takes ``client=<name>`` to run a bug-zoo client instead of
-the correct one (``python -m scenarios thaw_storm client=reaper_disabled``
-exits 1 with the evidence), and ``workers=N`` for the concurrency cap.
+Every fleet scenario takes the same options, each validated before anything
+starts (a bad one is one line naming it and its allowed values, exit 2):
+
+- ``client``: ``correct`` (the bundled lease client) or a bug-zoo client
+  (``python -m scenarios thaw_storm client=reaper_disabled`` exits 1 with the
+  evidence), or ``package.module:Class`` — a user's own subclass of
+  ``harness.lease.LeaseClient`` (see the README's subclassing contract);
+- ``workers``: the concurrency cap (the fleet's most live sandboxes);
+- ``seed``: seeds every worker's client randomness (reap jitter, backoff);
+- ``duration``: extra seconds the settle phase keeps invocations arriving
+  past the convergence bound;
+- ``lease_ttl``, ``min_idle``, ``cooldown``, ``grace``: the compressed lease
+  timings, in seconds.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from harness.chaos.env import ChaosEnv
 from harness.chaos.steps import Step
+from harness.chaos.timings import Timings
 from harness.chaos.zoo import BY_NAME, Bug
 from harness.cli import Context, Scenario
 from harness.errors import UsageError
 from harness.report import ScenarioResult
 
+MAX_WORKERS = 64
 
-def _options(options: dict[str, str]) -> tuple[Bug | None, int]:
-    unknown = set(options) - {"client", "workers"}
-    if unknown:
-        raise UsageError(f"unknown option {sorted(unknown)[0]!r}; known: client, workers")
-    name = options.get("client", "correct")
-    if name != "correct" and name not in BY_NAME:
-        raise UsageError(f"unknown client {name!r}; known: correct, {', '.join(BY_NAME)}")
+
+def _number(name: str, raw: str, lo: float, hi: float, *, whole: bool = False) -> float:
     try:
-        cap = int(options.get("workers", "3"))
+        value = int(raw) if whole else float(raw)
     except ValueError:
-        bad = options["workers"]
-        raise UsageError(f"workers must be a whole number, got {bad!r}") from None
-    if not 2 <= cap <= 8:
-        raise UsageError(f"workers must be between 2 and 8, got {cap}")
-    return (None if name == "correct" else BY_NAME[name]), cap
+        kind = "a whole number" if whole else "a number"
+        raise UsageError(f"{name} must be {kind}, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise UsageError(f"{name} must be between {lo:g} and {hi:g}, got {raw}")
+    return value
 
 
-def _check_options(options: dict[str, str]) -> None:
-    _options(options)
+def _client(raw: str) -> Bug | None:
+    if raw == "correct":
+        return None
+    if raw in BY_NAME:
+        return BY_NAME[raw]
+    module, sep, cls = raw.partition(":")
+    if sep and module and cls:
+        try:
+            obj = importlib.import_module(module)
+            for part in cls.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as exc:
+            raise UsageError(f"client {raw!r} cannot be loaded: {exc}") from None
+        from harness.lease import LeaseClient
+
+        if not (isinstance(obj, type) and issubclass(obj, LeaseClient)):
+            raise UsageError(f"client {raw!r} is not a subclass of harness.lease.LeaseClient")
+        return Bug(0, raw, "a user's client", "", raw)
+    known = ", ".join(["correct", *BY_NAME])
+    raise UsageError(f"unknown client {raw!r}; known: {known}, or package.module:Class")
 
 
-def fleet_scenario(name: str, description: str, schedule: Sequence[Step]) -> Scenario:
-    """A scenario that runs ``schedule``, settles, and judges P1 to P5."""
+TIMING_OPTIONS: dict[str, tuple[str, float, float]] = {
+    "lease_ttl": ("lease_ttl", 0.2, 60.0),
+    "min_idle": ("min_idle", 0.0, 60.0),
+    "cooldown": ("cooldown", 0.0, 60.0),
+    "grace": ("reaper_grace", 0.0, 10.0),
+}
+
+OPTIONS: dict[str, str] = {
+    "client": "correct | <bug-zoo name> | package.module:Class (a LeaseClient subclass)",
+    "workers": f"the concurrency cap, 2 to {MAX_WORKERS}",
+    "seed": "an integer that seeds the workers' client randomness",
+    "duration": "extra seconds of arriving invocations while settling, 0 to 600",
+    "lease_ttl": "lease lifetime in seconds, 0.2 to 60",
+    "min_idle": "minimum idle time before a reap, seconds, 0 to 60",
+    "cooldown": "reaper cooldown, seconds, 0 to 60",
+    "grace": "reaper grace past expiry, seconds, 0 to 10",
+}
+
+
+@dataclass(frozen=True)
+class FleetOptions:
+    bug: Bug | None
+    workers: int
+    seed: int | None
+    timings: Timings
+
+
+def parse_fleet_options(options: Mapping[str, str], *, workers: int = 3) -> FleetOptions:
+    """The validated options (UsageError naming the first bad one)."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise UsageError(f"unknown option {unknown[0]!r}; known: {', '.join(OPTIONS)}")
+    bug = _client(options.get("client", "correct"))
+    cap = int(_number("workers", options.get("workers", str(workers)), 2, MAX_WORKERS, whole=True))
+    seed = options.get("seed")
+    seeded = None if seed is None else int(_number("seed", seed, 0, 2**63 - 1, whole=True))
+    changes: dict[str, Any] = {}
+    for key, (field_name, lo, hi) in TIMING_OPTIONS.items():
+        if key in options:
+            changes[field_name] = _number(key, options[key], lo, hi)
+    if "duration" in options:
+        changes["settle_extra"] = _number("duration", options["duration"], 0, 600)
+    return FleetOptions(bug, cap, seeded, dataclasses.replace(Timings(), **changes))
+
+
+def fleet_scenario(
+    name: str,
+    description: str,
+    schedule: Sequence[Step] | Callable[[FleetOptions], Sequence[Step]],
+    *,
+    workers: int = 3,
+    max_connections: int = 40,
+    judges: str = "P1-P5",
+) -> Scenario:
+    """A scenario that runs ``schedule`` (or builds it from the options), settles, and
+    judges the properties."""
+
+    def build(opts: FleetOptions) -> Sequence[Step]:
+        return schedule(opts) if callable(schedule) else schedule
 
     def run(ctx: Context) -> ScenarioResult:
-        bug, cap = _options(ctx.options)
-        env = ChaosEnv(ctx.pg, ctx.proxies, cap=cap)
-        client = bug.client_class if bug else "the correct client"
-        ctx.progress(f"{len(schedule)} steps on up to {cap} workers with {client}")
+        opts = parse_fleet_options(ctx.options, workers=workers)
+        steps = build(opts)
+        env = ChaosEnv(ctx.pg, ctx.proxies, cap=opts.workers, timings=opts.timings, seed=opts.seed)
+        client = opts.bug.client_class if opts.bug else "the correct client"
+        ctx.progress(
+            f"{len(steps)} steps on up to {opts.workers} workers with {client};"
+            f" the service may hold {env.limit} backends"
+        )
         t0 = time.monotonic()
-        with env.begin(bug, run_dir=ctx.run_dir.path) as live:
-            for i, step in enumerate(schedule, 1):
-                ctx.progress(f"step {i}/{len(schedule)}: {step.describe()}")
+        with env.begin(opts.bug, run_dir=ctx.run_dir.path) as live:
+            for i, step in enumerate(steps, 1):
+                ctx.progress(f"step {i}/{len(steps)}: {step.describe()}")
                 live.apply(step)
+            t = env.timings
             ctx.progress(
-                f"settling for {env.timings.bound + env.timings.settle_extra:.1f}s"
-                " with invocations still arriving"
+                f"settling for {t.bound + t.settle_extra:.1f}s with invocations still arriving"
             )
             judged = live.finish()
-        elapsed = time.monotonic() - t0
         run = judged.run
         return ScenarioResult(
             name,
@@ -66,11 +155,25 @@ def fleet_scenario(name: str, description: str, schedule: Sequence[Step]) -> Sce
                 "operations": len(run.timeline.ops),
                 "reaper_kills": len(run.kills),
                 "samples": len(run.samples),
-                "steps": len(schedule),
+                "steps": len(steps),
             },
-            timings={"run_s": round(elapsed, 3), "convergence_bound_s": env.timings.bound},
+            timings={
+                "run_s": round(time.monotonic() - t0, 3),
+                "convergence_bound_s": env.timings.bound,
+            },
             notes=judged.story(),
             run=run,
         )
 
-    return Scenario(name, description, run, check_options=_check_options)
+    def check(options: dict[str, str]) -> None:
+        build(parse_fleet_options(options, workers=workers))
+
+    return Scenario(
+        name,
+        description,
+        run,
+        max_connections=max_connections,
+        check_options=check,
+        options=OPTIONS,
+        judges=judges,
+    )

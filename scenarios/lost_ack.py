@@ -1,9 +1,15 @@
 """lost_ack: writes whose answers are lost, plain and through execute_once.
 
+Provokes: a write whose answer is lost after the server committed it (a
+downstream timeout toxic added before the write is sent), the same through the
+client's idempotency-key path, and sockets cut mid-query.
+Judges: P3 (an unknown outcome is reported as unknown and never run twice; the
+idempotency path writes exactly once), P4, P1, P2, P5.
+
 Runs on a live fleet of worker processes, each behind its own proxy, then
 settles (faults healed, invocations still arriving for the convergence bound,
-every frozen worker thawed and invoked once) and judges the five properties.
-Options: ``client=<bug-zoo name>`` (default ``correct``), ``workers=N``.
+every frozen worker thawed and invoked once) and judges the properties. Options:
+see ``scenarios._fleet`` (client, workers, seed, duration, timings).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ SCENARIO = fleet_scenario(
         SocketReset("reset_peer"),
         SocketReset("disable"),
     ],
+    judges="P1-P5",
 )
 
 if __name__ == "__main__":

@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
-import signal
-from types import FrameType
-
 import pytest
 
+from harness import interrupt
 from harness.chaos.profiles import apply_ci_seed, load_profile
+from harness.infra.owned import clean_dead_runs
 
 pytest_plugins = ["tests.fixtures.fix_pg", "tests.fixtures.fix_proxy", "tests.fixtures.fix_chaos"]
 
 load_profile()
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def pytest_configure(config: pytest.Config) -> None:
-    """SIGTERM unwinds like Ctrl-C, so session fixtures stop their clusters and
-    proxies (``atexit`` does not run when a process is terminated by a signal)."""
-    signal.signal(signal.SIGTERM, _interrupt)
+    """The first SIGINT or SIGTERM unwinds like Ctrl-C, so session fixtures stop their
+    clusters and proxies (``atexit`` does not run when a process dies of a signal); a
+    second one during that teardown does not cut it short (``harness.interrupt``)."""
+    interrupt.install()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """What an earlier run that died left behind is cleaned before anything starts."""
+    for cleaned in clean_dead_runs():
+        print(f"thawproof: cleaned up after an earlier run that died: {cleaned}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Interrupted by a signal: exit 128 + the signal (130 SIGINT, 143 SIGTERM)."""
+    code = interrupt.exit_code()
+    if code is not None:
+        session.exitstatus = code
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -31,6 +31,7 @@ from harness.check import Run, RunConfig, check_all
 from harness.errors import FleetError, FleetTimeout, WorkerUnavailable
 from harness.fleet import Fleet, FleetConfig
 from harness.history import BackendEvent, FaultEvent, ForeignEvent, HistoryWriter, load_history
+from harness.infra.owned import owned, signals_held
 from harness.infra.postgres import PostgresServer
 from harness.infra.toxiproxy import ToxiproxyServer
 from harness.lease import LeaseConfig, token
@@ -39,6 +40,23 @@ from harness.wait import poll
 
 SAMPLE_INTERVAL = 0.05
 """The sampler's interval in every chaos run (20 Hz; the promise is at least 10)."""
+
+
+def app_connection_limit(pg: PostgresServer) -> int:
+    """What the server admits for the application role: ``max_connections`` minus the
+    slots reserved for superusers, minus other roles' backends now (the sampler's among
+    them once it runs, so one is kept for it)."""
+    with psycopg.connect(pg.admin_dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT current_setting('max_connections')::int,"
+            " current_setting('superuser_reserved_connections')::int,"
+            " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+            "  AND usename IS DISTINCT FROM %s AND pid <> pg_backend_pid())::int",
+            (pg.app_role,),
+        ).fetchone()
+    assert row is not None
+    max_connections, reserved, others = row
+    return max(1, int(max_connections) - int(reserved) - int(others) - 1)
 
 
 class LiveRun:
@@ -82,7 +100,11 @@ class LiveRun:
         final = self.interpreter.fleet.data.final_state()
         self.interpreter.release_foreign()
         run = Run(
-            load_history(self.history_path), self.sampler.samples, final, self.env.run_config()
+            load_history(self.history_path),
+            self.sampler.samples,
+            final,
+            self.env.run_config(),
+            harness_faults=tuple(self.interpreter.fleet.harness_faults()),
         )
         self.notes.append(self._log_cross_check(run))
         self.judged = Judged(
@@ -126,13 +148,19 @@ class ChaosEnv:
         timings: Timings | None = None,
         cap: int = 3,
         keep: Path | None = None,
+        seed: int | None = None,
     ) -> None:
         self.pg = pg
         self.proxies = proxies
         self.timings = timings or Timings()
         self.cap = cap
+        self.limit = min(cap, app_connection_limit(pg))
+        """The most backends the service may hold: its concurrency cap, or what the server
+        really admits for the application role if that is less."""
         self.keep = keep
         """Where to keep run directories (None: a temp dir, removed when the run passes)."""
+        self.seed = seed
+        """Seeds the workers' client randomness (None: random)."""
         self._runs = 0
 
     def run_config(self) -> RunConfig:
@@ -141,7 +169,7 @@ class ChaosEnv:
         lease = LeaseConfig(**t.lease_kwargs())
         return RunConfig(
             service=token.service_tag(SERVICE),
-            connection_limit=self.cap,
+            connection_limit=self.limit,
             lease_ttl=t.lease_ttl,
             min_idle=t.min_idle,
             max_cooldown=t.max_cooldown,
@@ -170,16 +198,21 @@ class ChaosEnv:
         passes and nothing asked to keep it."""
         self._runs += 1
         given = run_dir is not None
+        record: str | None = None
         if run_dir is None:
             base = self.keep or Path(tempfile.gettempdir())
             base.mkdir(parents=True, exist_ok=True)
-            run_dir = Path(tempfile.mkdtemp(prefix=f"chaos-{self._runs:03d}-", dir=base))
+            with signals_held():
+                run_dir = Path(tempfile.mkdtemp(prefix=f"chaos-{self._runs:03d}-", dir=base))
+                if self.keep is None:
+                    record = owned().directory(run_dir, "chaos example")
         lease = {**self.timings.lease_kwargs(), **(dict(bug.lease_overrides) if bug else {})}
         config = FleetConfig(
             lease=lease,
             max_workers=self.cap,
             client_class=bug.client_class if bug else CORRECT,
             op_timeout=20.0,
+            seed=self.seed,
         )
         self._clear_server()
         history_path = run_dir / "history.jsonl"
@@ -204,6 +237,8 @@ class ChaosEnv:
                 interpreter.release_foreign()
         if passed and self.keep is None and not given:
             shutil.rmtree(run_dir, ignore_errors=True)
+        if record is not None:
+            owned().release(record)  # removed, or kept on purpose as evidence
 
     def settle(self, it: Interpreter) -> None:
         """Heal; keep invocations arriving past the convergence bound; thaw and invoke all."""
@@ -212,8 +247,8 @@ class ChaosEnv:
         until = time.monotonic() + t.bound + t.settle_extra
         pace = threading.Event()
         while time.monotonic() < until:
-            # a read on every worker that can take one, cold-starting up to the cap
-            for p in it.start_reads(self.cap):
+            # a read on every worker that can take one, up to what the server admits
+            for p in it.start_reads(self.limit):
                 with contextlib.suppress(FleetError):
                     p.wait()
             pace.wait(t.wave_pace)

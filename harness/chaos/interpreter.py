@@ -28,22 +28,27 @@ from harness.chaos.steps import (
     AckLost,
     Age,
     Burst,
+    CheckpointRestore,
     ClockSkew,
+    ColdStartWave,
     ForeignBackend,
     FreezeMid,
     Invoke,
+    InvokeWarm,
     Linger,
     NetworkFault,
     PeerRace,
     PgRestart,
     QueryOutlivesLease,
     Reap,
+    ReaperRace,
     Reclaim,
     SocketReset,
     Step,
     TerminateBackend,
     Thaw,
     ThawIntoTx,
+    WriteLockedRow,
 )
 from harness.chaos.timings import OTHER_SECRET, SECRET, SERVICE, Timings
 from harness.errors import (
@@ -179,6 +184,26 @@ def _burst(it: Interpreter, step: Burst) -> None:
     it.touch()
 
 
+@handles(ColdStartWave)
+def _cold_start_wave(it: Interpreter, step: ColdStartWave) -> None:
+    waves = it.start_reads(step.n)
+    results = [p.wait() for p in waves]
+    refused = [r.op for r in results if r.error is not None and r.error.sqlstate == "53300"]
+    it.fleet.record_fault(
+        "overload", None, {"started": len(waves), "refused": len(refused), "ops": refused}
+    )
+    it.touch()
+
+
+@handles(InvokeWarm)
+def _invoke_warm(it: Interpreter, step: InvokeWarm) -> None:
+    warm = [n for n in it.idle() if it.fleet.worker(n).backend_pid is not None]
+    if not warm:
+        it.notes.append("no warm sandbox holds a connection: invocation skipped")
+        return
+    it.run("read", worker=warm[0])
+
+
 @handles(Age)
 def _age(it: Interpreter, step: Age) -> None:
     t = it.timings
@@ -282,6 +307,8 @@ def _network(it: Interpreter, step: NetworkFault) -> None:
     nemesis = it.fleet.nemesis
     if step.fault == "latency":
         nemesis.latency(name, 50)
+    elif step.fault == "jitter":
+        nemesis.latency(name, 30, jitter_ms=25)
     elif step.fault == "bandwidth":
         nemesis.bandwidth(name, 64)
     else:
@@ -312,6 +339,21 @@ def _foreign(it: Interpreter, step: ForeignBackend) -> None:
     pid = conn.info.backend_pid
     it.history.foreign(backend_pid=pid, kind=step.who)
     it.foreign.append(Foreign(step.who, conn, pid))
+
+
+@handles(CheckpointRestore)
+def _checkpoint_restore(it: Interpreter, step: CheckpointRestore) -> None:
+    """Frozen with its link blackholed (the snapshot: nothing reaches the process), the
+    server ends its idle backend, then restored: removing the blackhole closes the old
+    connection, which the client finds dead on first use."""
+    fleet = it.fleet
+    name = it.pick(step.worker)
+    if name is None:
+        return
+    fleet.freeze(name, value={"cause": "checkpoint"}, blackhole=True)
+    fleet.nemesis.terminate_backend(name)
+    fleet.thaw(name)
+    it.run("read", worker=name)
 
 
 # -- races made deterministic --------------------------------------------------------------
@@ -363,6 +405,43 @@ def _peer_race(it: Interpreter, step: PeerRace) -> None:
     finally:
         peer.close()
         it.history.foreign(backend_pid=pid, kind="peer", f="release")
+    it.touch()
+
+
+@handles(ReaperRace)
+def _reaper_race(it: Interpreter, step: ReaperRace) -> None:
+    reapers: list[Pending] = []
+    while len(reapers) < step.n:
+        try:
+            reapers.append(it.fleet.start("reap"))
+        except (FleetAtCapacity, WorkerUnavailable):
+            break
+    for p in reapers:
+        p.wait()
+    if len(reapers) < 2:
+        it.notes.append(f"reaper race: only {len(reapers)} worker(s) free to reap")
+    it.touch()
+
+
+@handles(WriteLockedRow)
+def _write_locked_row(it: Interpreter, step: WriteLockedRow) -> None:
+    held = [p for p in it.frozen_ops if p.f == "long_tx"]
+    if not held:
+        it.notes.append("write to a locked row skipped: no frozen transaction holds one")
+        return
+    row = it.fleet.worker(held[-1].worker).slot
+    try:
+        write = it.fleet.start("long_tx", row=row, pause=False)
+    except FleetAtCapacity:
+        it.notes.append("write to a locked row skipped: no worker free")
+        return
+    # the frozen transaction's lease runs out; then a third sandbox's reaper can end it
+    _age(it, Age())
+    try:
+        it.fleet.start("reap").wait()
+    except FleetAtCapacity:
+        it.notes.append("write to a locked row: no third worker to reap the frozen holder")
+    write.wait()
     it.touch()
 
 

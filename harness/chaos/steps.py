@@ -46,6 +46,27 @@ class Burst(Step):
 
 
 @dataclass(frozen=True)
+class ColdStartWave(Step):
+    """More sandboxes cold-start at once than the server admits."""
+
+    n: int
+
+    def describe(self) -> str:
+        return (
+            f"a wave of {self.n} cold starts at once, more than the server admits"
+            " (refusals with 53300, retries with jitter)"
+        )
+
+
+@dataclass(frozen=True)
+class InvokeWarm(Step):
+    """Traffic reaches a warm sandbox that holds a connection (Lambda reuses warm ones)."""
+
+    def describe(self) -> str:
+        return "an invocation reaches a warm sandbox that already holds a connection"
+
+
+@dataclass(frozen=True)
 class Age(Step):
     def describe(self) -> str:
         return (
@@ -146,11 +167,12 @@ class TerminateBackend(Step):
 @dataclass(frozen=True)
 class NetworkFault(Step):
     worker: int
-    fault: Literal["latency", "proxy_down", "bandwidth"]
+    fault: Literal["latency", "jitter", "proxy_down", "bandwidth"]
 
     def describe(self) -> str:
         what = {
             "latency": "50 ms of latency on",
+            "jitter": "30 ± 25 ms of latency (jitter) on",
             "proxy_down": "the proxy goes down for",
             "bandwidth": "bandwidth limited to 64 KB/s for",
         }[self.fault]
@@ -180,6 +202,20 @@ class ForeignBackend(Step):
         }[self.who]
 
 
+@dataclass(frozen=True)
+class CheckpointRestore(Step):
+    """A background-task runner's suspend: snapshot, compute freed, restored later."""
+
+    worker: int
+
+    def describe(self) -> str:
+        return (
+            f"idle worker #{self.worker} is checkpointed (frozen, its link cut), the server"
+            " ends its idle backend meanwhile, then it is restored: the pool object survives"
+            " but its socket is dead on first use"
+        )
+
+
 # -- races made deterministic --------------------------------------------------------------
 
 
@@ -203,6 +239,27 @@ class PeerRace(Step):
         return (
             "a Node peer of this service leaves an expired idle connection; a reaper"
             " scans it, then the peer starts a query on it before the kill"
+        )
+
+
+@dataclass(frozen=True)
+class ReaperRace(Step):
+    """Several workers start a reaper pass at the same moment."""
+
+    n: int
+
+    def describe(self) -> str:
+        return f"{self.n} workers run a reaper pass at once (they contend for the leader lock)"
+
+
+@dataclass(frozen=True)
+class WriteLockedRow(Step):
+    """A write that needs the row a frozen transaction holds."""
+
+    def describe(self) -> str:
+        return (
+            "another worker writes the row a frozen transaction holds locked (it waits until"
+            " the idle-in-transaction zombie is reaped)"
         )
 
 

@@ -47,7 +47,15 @@ CHECKS: tuple[tuple[str, str, Callable[[Run], Verdict]], ...] = (
 
 
 def check_all(run: Run) -> list[Verdict]:
-    """The verdicts, P1 to P7 — all ``unknown`` if the history fails validation."""
+    """The verdicts, P1 to P7 — all ``unknown`` if the harness misbehaved during the run
+    or the history fails validation: neither is the client's failure."""
+    if run.harness_faults:
+        shown = "; ".join(run.harness_faults[:3])
+        why = f"the harness misbehaved during the run ({shown})"
+        return [
+            Verdict(prop, title, "unknown", f"NOT JUDGED: {why}", [], {"unjudged": [why]})
+            for prop, title, _ in CHECKS
+        ]
     problems = run.history_problems
     if problems:
         shown = "; ".join(f"{p.kind}: {p.message}" for p in problems[:3])

@@ -37,8 +37,9 @@ from harness.lease import token
 DEFAULT_ESCAPED: frozenset[str] = frozenset({"OperationalError", "InterfaceError"})
 """psycopg errors that should never reach the caller raw: the client classifies them."""
 
-ZOMBIE_FAULTS: frozenset[str] = FREEZE_FAULTS | {"reclaim"}
-"""Faults that can leave a zombie backend behind; P2's clock starts at the last one."""
+ZOMBIE_FAULTS: frozenset[str] = FREEZE_FAULTS | {"reclaim", "overload"}
+"""Faults that can leave a zombie backend behind (or refusals, for an overload); P2's
+clock starts at the last one."""
 
 IDLE_STATES: frozenset[str] = frozenset(
     {"idle", "idle in transaction", "idle in transaction (aborted)"}
@@ -133,6 +134,10 @@ class Run:
     samples: Sequence[Sample]
     final: FinalState
     config: RunConfig
+    harness_faults: tuple[str, ...] = ()
+    """What the harness's own machinery did wrong during the run (a worker's line it
+    could not read, a proxy that refused a worker no fault had cut off...): with any,
+    nothing recorded can be trusted and the run is not judged."""
 
     @cached_property
     def timeline(self) -> Timeline:

@@ -64,9 +64,27 @@ def definite_sqlstate(state: str | None) -> bool:
     return state[:2] not in _AMBIGUOUS_CLASSES and state not in _AMBIGUOUS_STATES
 
 
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception of ``exc``'s chain (``__cause__``, then ``__context__``)."""
+    seen: set[int] = set()
+    cur = exc
+    while id(cur) not in seen:
+        seen.add(id(cur))
+        nxt = cur.__cause__ or cur.__context__
+        if nxt is None:
+            break
+        cur = nxt
+    return cur
+
+
 def error_info(exc: BaseException) -> ErrorInfo:
-    """The ``error`` of a history completion."""
-    return ErrorInfo(sqlstate_in_chain(exc), type(exc).__name__, str(exc)[:_MESSAGE_LIMIT])
+    """The ``error`` of a history completion: the class the caller saw, and its message
+    with the root cause's (a refused connection must be visible behind a retry)."""
+    message = str(exc)
+    cause = root_cause(exc)
+    if cause is not exc:
+        message += f" | root cause: {type(cause).__name__}: {cause}"
+    return ErrorInfo(sqlstate_in_chain(exc), type(exc).__name__, message[:_MESSAGE_LIMIT])
 
 
 def classify(f: str, exc: BaseException) -> Literal["fail", "info"]:

@@ -38,6 +38,8 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any, Literal, Self, TypeVar
 
+from psycopg.conninfo import make_conninfo
+
 from harness.errors import (
     FleetAtCapacity,
     FleetError,
@@ -74,6 +76,7 @@ from harness.fleet.protocol import (
     encode,
 )
 from harness.history import ErrorInfo, FaultF, HistoryWriter, OpEvent, OpF
+from harness.infra.owned import owned, signals_held
 from harness.infra.postgres import PostgresServer
 from harness.infra.toxiproxy import ToxiproxyServer
 
@@ -105,6 +108,8 @@ class FleetConfig:
     """Deadline for a signal to take effect (stopped, continued, dead)."""
     stop_grace: float = 3.0
     """At teardown, how long a worker may take to exit after ``stop`` before SIGKILL."""
+    seed: int | None = None
+    """Seeds every worker's client randomness (see ``WorkerSpec.seed``)."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,8 @@ class WorkerInfo:
     """A snapshot of one worker as the fleet knows it."""
 
     name: str
+    slot: int
+    """Its row in the ``hot`` table (what its ``long_tx`` locks)."""
     state: WorkerState
     frozen: bool
     blackholed: bool
@@ -122,11 +129,18 @@ class WorkerInfo:
     lease_expiry: float | None
 
 
+HARNESS_FAULTS = frozenset({"protocol_error", "reader_error", "link_unreachable"})
+"""Diagnostics that mean the harness itself misbehaved (the run cannot be judged); the
+others (a send or freeze that failed because the worker was dying) are the worker's."""
+
+
 @dataclass(frozen=True)
 class Diagnostic:
     """Something the fleet's own machinery could not do; kept for the run's judge."""
 
-    kind: Literal["protocol_error", "reader_error", "send_failed", "freeze_failed"]
+    kind: Literal[
+        "protocol_error", "reader_error", "send_failed", "freeze_failed", "link_unreachable"
+    ]
     worker: str
     detail: str
     time: float = field(default_factory=time.monotonic)
@@ -159,6 +173,8 @@ class _Worker:
         """Duplicates of a reclaimed worker's sockets, held so its death sends no FIN."""
         self.on_error: list[Callable[[], None]] = []
         """Run once, in the reader thread, at the worker's next query error or op end."""
+        self.record: str | None = None
+        """Its entry in this process's owned records (see ``harness.infra.owned``)."""
 
     @property
     def alive(self) -> bool:
@@ -198,6 +214,7 @@ class Fleet:
             pg.app_dsn,
             slots=config.max_workers,
             dedup_table=str(config.lease.get("dedup_table", "lease_dedup")),
+            reader_dsn=_superuser_dsn(pg),
         )
         """The workload's tables: reset between examples, read at the end."""
         self.nemesis = Nemesis(self)
@@ -233,6 +250,7 @@ class Fleet:
             w = self._get(name)
             return WorkerInfo(
                 name=w.name,
+                slot=w.slot,
                 state=w.state,
                 frozen=w.frozen,
                 blackholed=w.blackholed,
@@ -386,16 +404,20 @@ class Fleet:
             lease=dict(self.config.lease),
             client_class=self.config.client_class,
             client_kwargs=dict(self.config.client_kwargs),
+            seed=self.config.seed,
         )
         parent, child = _CTX.Pipe(duplex=True)
         proc = _CTX.Process(
             target=worker.main, args=(child, spec), name=f"thawproof-{w.name}", daemon=True
         )
         try:
-            proc.start()
+            with signals_held():  # the worker exists only once it is recorded
+                proc.start()
+                assert proc.pid is not None
+                w.record = owned().process(proc.pid, f"worker {self.run_id}/{w.name}")
+                _record_forkserver()
         finally:
             child.close()
-        assert proc.pid is not None
         w.process, w.conn, w.os_pid = proc, parent, proc.pid
         procs.register_worker(proc.pid, f"{self.run_id}/{w.name}")
         self.history.worker_event("spawn", worker=w.name, os_pid=proc.pid)
@@ -469,7 +491,7 @@ class Fleet:
                 w.paused_at = msg.at
             elif isinstance(msg, Completed):
                 finished = self._on_complete(w, msg)
-                run_after, w.on_error = w.on_error, []
+                run_after, w.on_error = [*w.on_error, lambda: self._check_link(w, msg)], []
             elif isinstance(msg, Crashed):
                 w.crash_tb = msg.traceback
             self._cond.notify_all()
@@ -478,6 +500,32 @@ class Fleet:
                 fn()
         if finished is not None:
             finished[0].resolve(finished[1])
+
+    def harness_faults(self) -> list[str]:
+        """What the harness's own machinery did wrong so far, one sentence each."""
+        with self._lock:
+            return [f"{d.worker}: {d.detail}" for d in self.diagnostics if d.kind in HARNESS_FAULTS]
+
+    def _check_link(self, w: _Worker, msg: Completed) -> None:
+        """A worker refused by its OWN proxy while that proxy should be listening is the
+        harness's fault (its proxy died or vanished), never the client's."""
+        err, link = msg.error, w.link
+        if err is None or link is None or link.deleted or "Connection refused" not in err.message:
+            return
+        if f"port {link.port}" not in err.message:
+            return  # refused elsewhere (the server behind a healthy proxy): not ours
+        try:
+            enabled = link.proxy.refresh().enabled
+        except HarnessError as exc:
+            self._diagnose("link_unreachable", w.name, f"its proxy {link.name} is gone: {exc}")
+            return
+        if enabled:
+            self._diagnose(
+                "link_unreachable",
+                w.name,
+                f"its proxy {link.name} (port {link.port}) refused it while enabled, with no"
+                f" fault to explain it: {err.message}",
+            )
 
     def _on_backend(self, w: _Worker, msg: OnBackend) -> None:
         w.backend_pid = msg.backend_pid
@@ -585,6 +633,8 @@ class Fleet:
         finished: tuple[Pending, OpResult] | None = None
         with self._cond:
             procs.unregister_worker(w.os_pid)
+            if w.record is not None:
+                owned().release(w.record)
             w.state, w.frozen, w.paused_at = "dead", False, None
             self._record_exit(w, code)
             pending, w.pending = w.pending, None
@@ -842,6 +892,28 @@ class Fleet:
             self.history.close()
         if errors:
             raise errors[0]
+
+
+def _superuser_dsn(pg: PostgresServer) -> str:
+    """The admin role on the app database where the server has one, else the app role."""
+    try:
+        return make_conninfo(pg.admin_dsn, dbname=pg.app_db)
+    except NotImplementedError:
+        return pg.app_dsn
+
+
+_forkserver_recorded: set[int] = set()
+
+
+def _record_forkserver() -> None:
+    """The forkserver is a process of ours too: recorded once, so the watchdog ends it
+    if this process is killed (its workers then die of PR_SET_PDEATHSIG)."""
+    from multiprocessing import forkserver
+
+    pid = forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+    if isinstance(pid, int) and pid not in _forkserver_recorded:
+        _forkserver_recorded.add(pid)
+        owned().process(pid, "multiprocessing forkserver")
 
 
 def _exit_detail(code: int | None) -> str:

@@ -73,6 +73,8 @@ class WorkerSpec:
     """``module:Class`` of the client to build (the bug zoo substitutes subclasses)."""
     client_kwargs: Mapping[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for the client class."""
+    seed: int | None = None
+    """Seeds the client's randomness (reap jitter, backoff) when its class takes ``rng``."""
 
 
 # ----------------------------------------------------------------- controller -> worker

@@ -80,18 +80,25 @@ def final_state(dsn: str) -> FinalState:
 
 
 class Workload:
-    """The workload's tables of one fleet (a direct connection, as the app role)."""
+    """The workload's tables of one fleet.
 
-    def __init__(self, dsn: str, *, slots: int, dedup_table: str) -> None:
+    Created as the app role (so the workers own them); reset and read through
+    ``reader_dsn`` — a superuser's where the server has one, so the harness's own
+    connection still gets in when the service has used every slot it may."""
+
+    def __init__(
+        self, dsn: str, *, slots: int, dedup_table: str, reader_dsn: str | None = None
+    ) -> None:
         self.dsn, self.slots, self.dedup_table = dsn, slots, dedup_table
+        self.reader_dsn = reader_dsn or dsn
 
     def setup(self) -> None:
         setup(self.dsn, slots=self.slots, dedup_table=self.dedup_table)
 
     def reset(self) -> None:
         """Empty the ledger and the dedup table, zero the counter and the ``hot`` rows."""
-        reset(self.dsn, slots=self.slots, dedup_table=self.dedup_table)
+        reset(self.reader_dsn, slots=self.slots, dedup_table=self.dedup_table)
 
     def final_state(self) -> FinalState:
         """Ledger rows per op_id, the counter and the ledger's row total (one snapshot)."""
-        return final_state(self.dsn)
+        return final_state(self.reader_dsn)

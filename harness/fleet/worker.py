@@ -21,6 +21,7 @@ import datetime as _dt
 import decimal
 import importlib
 import os
+import random
 import signal
 import threading
 import time
@@ -261,7 +262,11 @@ def build_client(spec: WorkerSpec) -> Any:
 
     config = LeaseConfig(**dict(spec.lease), clock=lease_clock)
     cls = load_class(spec.client_class)
-    return cls(spec.conninfo, config, hooks=_hooks(), **dict(spec.client_kwargs))
+    kwargs = dict(spec.client_kwargs)
+    if spec.seed is not None:
+        # one stream per worker slot: the same seed gives the same jitter and backoff
+        kwargs.setdefault("rng", random.Random(spec.seed * 1_000_003 + spec.slot))
+    return cls(spec.conninfo, config, hooks=_hooks(), **kwargs)
 
 
 # ---------------------------------------------------------------- workloads
@@ -280,14 +285,18 @@ def _write(op: str, args: Mapping[str, Any], once: bool) -> dict[str, Any]:
 
 
 def _long_tx(args: Mapping[str, Any]) -> dict[str, Any]:
-    slot = _spec.slot if _spec else 0
+    """Update a ``hot`` row (this worker's own, or ``row``) in a transaction, paused
+    inside it (unless ``pause`` is false) until the controller says continue."""
+    row = int(args.get("row", _spec.slot if _spec else 0))
+    pause = bool(args.get("pause", True))
 
     def body(tx: Any) -> None:
-        tx.execute(schema.HOT_SQL, (slot,))
-        _pause("tx")
+        tx.execute(schema.HOT_SQL, (row,))
+        if pause:
+            _pause("tx")
 
     CLIENT.transaction(body)
-    return {}
+    return {"row": row}
 
 
 def _reap(args: Mapping[str, Any]) -> dict[str, Any]:

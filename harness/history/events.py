@@ -40,8 +40,11 @@ FaultF = Literal[
     "pg_restart",
     "terminate_backend",
     "clock_skew",
+    "overload",
     "heal",
 ]
+"""``overload``: more sandboxes cold-started at once than the server admits, recorded when
+that wave is over (its ``value`` says how many were refused)."""
 WorkerF = Literal["spawn", "exit", "crash"]
 ReapResult = Literal["killed", "skipped", "denied"]
 ForeignKind = Literal["other_app", "forged", "other_secret", "superuser", "peer"]

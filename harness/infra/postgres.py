@@ -42,6 +42,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from harness.errors import PostgresBinariesNotFound, SetupError, UsageError
+from harness.infra.owned import owned, signals_held
 from harness.infra.ports import free_port
 
 RestartMode = Literal["immediate", "fast", "smart"]
@@ -274,6 +275,8 @@ class LocalCluster(PostgresServer):
         self._base_dir = base_dir
         self.root: Path | None = None
         self._running = False
+        self._dir_record: str | None = None
+        self._cluster_record: str | None = None
         self._admin_password = secrets.token_urlsafe(16)
         self._passwords[ADMIN_ROLE] = self._admin_password
         self._app_password = secrets.token_urlsafe(16)
@@ -318,6 +321,9 @@ class LocalCluster(PostgresServer):
                 timeout=timeout,
                 env=env,
                 cwd=str(self.root),
+                # the postmaster pg_ctl launches must not die of the terminal's Ctrl-C
+                # before the harness has torn the run down
+                start_new_session=True,
                 **kwargs,  # type: ignore[call-overload]
             )
         except subprocess.TimeoutExpired as e:
@@ -343,8 +349,12 @@ class LocalCluster(PostgresServer):
 
     def _start(self) -> None:
         atexit.register(self.stop)
+        records = owned()
         try:
-            self.root = Path(tempfile.mkdtemp(prefix="thawproof-pg-", dir=self._base_dir))
+            with signals_held():  # the directory exists only once it is recorded
+                self.root = Path(tempfile.mkdtemp(prefix="thawproof-pg-", dir=self._base_dir))
+                self._dir_record = records.directory(self.root, "PostgreSQL cluster")
+                self._cluster_record = records.cluster(self.data_dir, "PostgreSQL cluster")
             self.root.chmod(0o755)
             self.socket_dir.mkdir()
             pwfile = self.root / "pwfile"
@@ -463,6 +473,11 @@ class LocalCluster(PostgresServer):
             self.root = None
             shutil.rmtree(root, ignore_errors=True)
             atexit.unregister(self.stop)
+            records = owned()
+            for key in (self._cluster_record, self._dir_record):
+                if key is not None:
+                    records.release(key)
+            self._cluster_record = self._dir_record = None
 
     def read_log(self) -> str:
         if self.root is None or not self.log_path.exists():
@@ -499,6 +514,15 @@ class ExternalPostgres(PostgresServer):
     def admin_dsn(self) -> str:
         return self._admin
 
+    def check_reachable(self, timeout: int = 5) -> None:
+        """:class:`SetupError` naming the real cause unless both DSNs connect."""
+        for name, dsn in (("THAWPROOF_DSN", self._dsn), ("THAWPROOF_ADMIN_DSN", self._admin)):
+            try:
+                psycopg.connect(dsn, connect_timeout=timeout).close()
+            except psycopg.Error as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise SetupError(f"{name} cannot be reached: {first}") from None
+
     def __repr__(self) -> str:
         return f"ExternalPostgres(host={self.host!r}, port={self.port})"
 
@@ -509,5 +533,6 @@ def open_server(
     """The server a run uses: ``THAWPROOF_DSN`` when set, else a ``LocalCluster``."""
     external = ExternalPostgres.from_env()
     if external is not None:
+        external.check_reachable()
         return external
     return LocalCluster(max_connections=max_connections, settings=settings)

@@ -56,6 +56,7 @@ from harness.errors import (
     ToxiproxyNotFound,
     UsageError,
 )
+from harness.infra.owned import owned, signals_held
 from harness.infra.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -423,15 +424,19 @@ class ToxiproxyServer:
             attempt += 1
             log: IO[bytes] = self._stack.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
             self.host, self.port = "127.0.0.1", free_port()
-            process = subprocess.Popen(
-                self._command(kind, target, self.port, metrics),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=REPO,
-            )
+            with signals_held():  # the process exists only once it is recorded
+                process = subprocess.Popen(
+                    self._command(kind, target, self.port, metrics),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=REPO,
+                    start_new_session=True,  # the terminal's Ctrl-C is for the harness
+                )
+                record = owned().process(process.pid, f"{kind} server")
             self.process = process
+            self._stack.callback(owned().release, record)
             self._stack.callback(_terminate, process)
             try:
                 self._wait_ready(process, log)

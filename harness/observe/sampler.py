@@ -22,6 +22,9 @@ from harness.errors import UsageError
 from harness.history import ActivityRow, Sample, dumps
 from harness.wait import poll
 
+SAMPLER_APPLICATION = "thawproof-sampler"
+"""The sampler's own ``application_name`` (it never samples itself)."""
+
 _SAMPLE_SQL = """
 SELECT a.pid, a.application_name, a.state,
        extract(epoch FROM a.state_change)::float8,
@@ -129,7 +132,12 @@ class ActivitySampler:
             while not self._stop.is_set():
                 try:
                     if conn is None or conn.closed:
-                        conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=2)
+                        conn = psycopg.connect(
+                            self._dsn,
+                            autocommit=True,
+                            connect_timeout=2,
+                            application_name=SAMPLER_APPLICATION,
+                        )
                     now, wall = time.monotonic(), time.time()
                     rows = conn.execute(_SAMPLE_SQL, (self._dbname,)).fetchall()
                     self._record(Sample(now, wall, tuple(_row(r) for r in rows)))

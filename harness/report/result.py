@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.check import Run, Verdict, worst
+from harness.report.figures import figures
 
 EXIT_OK, EXIT_FAILED, EXIT_UNJUDGED = 0, 1, 2
 
@@ -38,6 +39,11 @@ class ScenarioResult:
         return {"ok": "pass", "fail": "fail", "unknown": "unjudged"}[worst(self.verdicts)]
 
     @property
+    def ok(self) -> bool:
+        """Every property was judged and holds."""
+        return self.result == "pass"
+
+    @property
     def exit_code(self) -> int:
         return {"pass": EXIT_OK, "fail": EXIT_FAILED, "unjudged": EXIT_UNJUDGED}[self.result]
 
@@ -50,5 +56,6 @@ class ScenarioResult:
             "verdicts": [v.to_json() for v in self.verdicts],
             "counts": self.counts,
             "timings": self.timings,
+            "figures": figures(self),
             "notes": self.notes,
         }

@@ -42,10 +42,18 @@ def test_unknown_scenario_is_one_line_and_exit_2() -> None:
 def test_bad_option_is_one_line_and_exit_2() -> None:
     done = _run("smoke", "not-an-option")
     assert done.returncode == 2
-    assert done.stderr.strip() == "smoke: expected key=value, got 'not-an-option'"
+    assert done.stderr.strip().startswith("thawproof run: unknown scenario 'not-an-option'")
     done = _run("smoke", "workers=3")
     assert done.returncode == 2
-    assert done.stderr.strip() == "smoke: unknown option 'workers'; this scenario takes none"
+    assert (
+        done.stderr.strip() == "thawproof run: unknown option 'workers'; this scenario takes none"
+    )
+    done = _run("thaw_storm", "workers=3.5")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "thawproof run: workers must be a whole number, got '3.5'"
+    done = _run("thaw_storm", "lease_ttl=0")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "thawproof run: lease_ttl must be between 0.2 and 60, got 0"
 
 
 def test_list_names_every_scenario() -> None:

@@ -14,36 +14,18 @@ Each bug's search is its own Hypothesis test with its own example-database key
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
-from hypothesis import given, settings
+from hypothesis import settings
 
-from harness.chaos.env import ChaosEnv, judge
+from harness.chaos.detect import search
+from harness.chaos.env import ChaosEnv
 from harness.chaos.judge import PropertyViolation
-from harness.chaos.profiles import apply_ci_seed
-from harness.chaos.steps import Step
 from harness.chaos.strategies import DETECTORS
 from harness.chaos.zoo import ZOO, Bug
 
 pytestmark = pytest.mark.slow
 
 BUGS = pytest.mark.parametrize("bug", ZOO, ids=lambda b: f"{b.number}-{b.name}")
-
-
-def search(env: ChaosEnv, bug: Bug | None, detector: str) -> Callable[[], None]:
-    """A Hypothesis test over ``detector``'s schedules, judging ``bug``'s client (None:
-    the correct one), keyed in the example database by detector and client."""
-
-    @given(DETECTORS[detector]())
-    def suite(schedule: list[Step]) -> None:
-        judge(env, schedule, bug)
-
-    # What Hypothesis's pytest plugin does for a parametrized test: a distinct
-    # database key per case (the function's source is the same for every bug).
-    key = f"bug-zoo:{detector}:{bug.name if bug else 'correct'}".encode()
-    suite.hypothesis.inner_test._hypothesis_internal_add_digest = key  # type: ignore[attr-defined]
-    return apply_ci_seed(suite)
 
 
 def test_every_bug_has_a_detector() -> None:

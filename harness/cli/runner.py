@@ -6,24 +6,28 @@ and a progress line), writes the report, and maps the result to the exit
 status DESIGN.md promises: 0 every property holds, 1 a property failed, 2 the
 run could not be judged. Bad input and setup failures are one line on stderr,
 never a traceback. Everything started is released on every exit path,
-SIGTERM and Ctrl-C included (SIGTERM is turned into ``KeyboardInterrupt`` so
-the ``with`` blocks unwind).
+SIGTERM and Ctrl-C included (see :mod:`harness.interrupt`: the first signal
+unwinds every ``with`` block, the exit status is 128 + the signal), and what an
+earlier run that died left behind is cleaned first (:mod:`harness.infra.owned`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import FrameType
+from pathlib import Path
 
+from harness import interrupt
 from harness.errors import HarnessError, SetupError, UsageError
+from harness.infra.canary import check_proxy
+from harness.infra.owned import clean_dead_runs
 from harness.infra.postgres import PostgresServer, open_server
 from harness.infra.toxiproxy import ToxiproxyServer
+from harness.interrupt import handle_signals
 from harness.report import EXIT_UNJUDGED, RunDir, ScenarioResult
 
 
@@ -64,52 +68,91 @@ class Scenario:
     check_options: Callable[[dict[str, str]], None] = _no_options
     """Raises ``UsageError`` for options the scenario cannot take; called before
     anything starts."""
-
-
-@contextlib.contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    options: Mapping[str, str] = field(default_factory=dict)
+    """The options it takes, each with what it means and its allowed values."""
+    judges: str = ""
+    """Which properties it judges (for ``list``)."""
 
 
 def run_scenario(scenario: Scenario, options: dict[str, str] | None = None) -> int:
-    """Run one scenario end to end; return its exit status (and print where the report is)."""
+    """Run one scenario end to end; return its exit status (and print where the report is).
+
+    The first SIGINT or SIGTERM tears the run down (everything it started is
+    released) and the status is 130 / 143 with the result ``interrupted``."""
+    return run_scenario_result(scenario, options)[0]
+
+
+def run_scenario_result(
+    scenario: Scenario, options: dict[str, str] | None = None
+) -> tuple[int, ScenarioResult, Path]:
+    """:func:`run_scenario`, also giving the result and its run directory."""
     progress = Progress(scenario.name)
     run_dir = RunDir(scenario.name)
     outcome: ScenarioResult
-    with _sigterm_unwinds():
+    with handle_signals():
         try:
+            for cleaned in clean_dead_runs():
+                progress(f"cleaned up after an earlier run that died: {cleaned}")
             progress("starting PostgreSQL and the proxy server")
             with (
                 open_server(max_connections=scenario.max_connections) as pg,
                 ToxiproxyServer() as proxies,
             ):
                 progress(f"PostgreSQL {pg!r}; proxy {proxies!r}")
+                progress(check_proxy(proxies))
                 ctx = Context(pg, proxies, run_dir, progress, dict(options or {}))
                 outcome = scenario.run(ctx)
-        except (SetupError, UsageError) as e:
-            outcome = ScenarioResult(scenario.name, unjudged=str(e))
-        except KeyboardInterrupt:
-            outcome = ScenarioResult(scenario.name, unjudged="interrupted")
-            run_dir.finish(outcome)
-            print(
-                f"{scenario.name}: interrupted; partial evidence in {run_dir.path}", file=sys.stderr
-            )
-            return 130
-        except HarnessError as e:
-            outcome = ScenarioResult(scenario.name, unjudged=f"{type(e).__name__}: {e}")
-        except Exception as e:
-            (run_dir.path / "traceback.txt").write_text(traceback.format_exc())
-            outcome = ScenarioResult(scenario.name, unjudged=f"crashed: {type(e).__name__}: {e}")
+        except BaseException as e:
+            outcome = _failure(scenario, run_dir, e)
+    if interrupt.interrupted() is not None:
+        outcome = _interrupted(scenario)
     run_dir.finish(outcome)
     _print_summary(outcome, run_dir)
-    return outcome.exit_code
+    code = interrupt.exit_code()
+    return (outcome.exit_code if code is None else code), outcome, run_dir.path
+
+
+def run_on_servers(
+    scenario: Scenario,
+    pg: PostgresServer,
+    proxies: ToxiproxyServer,
+    options: dict[str, str] | None = None,
+    *,
+    reports: Path | None = None,
+) -> ScenarioResult:
+    """Run ``scenario`` on servers the caller owns (a test suite's session servers),
+    writing its report under ``reports`` (default ``reports/``); the result, whatever
+    it is (a harness error becomes an unjudged result, never an exception)."""
+    scenario.check_options(dict(options or {}))
+    progress = Progress(scenario.name)
+    run_dir = RunDir(scenario.name) if reports is None else RunDir(scenario.name, root=reports)
+    try:
+        outcome = scenario.run(Context(pg, proxies, run_dir, progress, dict(options or {})))
+    except HarnessError as e:
+        outcome = _failure(scenario, run_dir, e)
+    run_dir.finish(outcome)
+    return outcome
+
+
+def _interrupted(scenario: Scenario) -> ScenarioResult:
+    signum = interrupt.interrupted()
+    name = signal.Signals(signum).name if signum is not None else "a signal"
+    return ScenarioResult(scenario.name, unjudged=f"interrupted by {name}")
+
+
+def _failure(scenario: Scenario, run_dir: RunDir, e: BaseException) -> ScenarioResult:
+    """The result of a run that ended by an exception: interrupted, unjudged (the
+    harness's own trouble, named), or a crash with its traceback kept."""
+    if isinstance(e, KeyboardInterrupt) or interrupt.interrupted() is not None:
+        return _interrupted(scenario)
+    if isinstance(e, SetupError | UsageError):
+        return ScenarioResult(scenario.name, unjudged=str(e))
+    if isinstance(e, HarnessError):
+        return ScenarioResult(scenario.name, unjudged=f"{type(e).__name__}: {e}")
+    if not isinstance(e, Exception):
+        raise e
+    (run_dir.path / "traceback.txt").write_text(traceback.format_exc())
+    return ScenarioResult(scenario.name, unjudged=f"crashed: {type(e).__name__}: {e}")
 
 
 def _print_summary(outcome: ScenarioResult, run_dir: RunDir) -> None:
@@ -142,4 +185,5 @@ def main_for(scenario: Scenario, argv: list[str]) -> int:
     except UsageError as e:
         print(f"{scenario.name}: {e}", file=sys.stderr)
         return EXIT_UNJUDGED
-    return run_scenario(scenario, options)
+    with handle_signals():
+        return run_scenario(scenario, options)

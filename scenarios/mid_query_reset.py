@@ -1,0 +1,38 @@
+"""mid_query_reset: sockets cut while queries run.
+
+Provokes: a slow read whose socket is reset (TCP RST) when its answer comes back,
+one whose proxy is closed while the server is silent, and a worker frozen while
+the server runs its query, then thawed.
+Judges: P4 (a cut socket is an error the client handles, never a hang or a dead
+worker; the next invocation succeeds), P1, P2, P3, P5.
+
+Runs on a live fleet of worker processes, each behind its own proxy, then
+settles (faults healed, invocations still arriving for the convergence bound,
+every frozen worker thawed and invoked once) and judges the properties. Options:
+see ``scenarios._fleet`` (client, workers, seed, duration, timings).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from harness.chaos.steps import FreezeMid, Invoke, SocketReset, Thaw
+from harness.cli import main_for
+from scenarios._fleet import fleet_scenario
+
+SCENARIO = fleet_scenario(
+    "mid_query_reset",
+    "sockets cut while queries run",
+    [
+        Invoke("read"),
+        SocketReset("reset_peer"),
+        SocketReset("disable"),
+        FreezeMid("query"),
+        Thaw(0),
+        Invoke("write"),
+    ],
+    judges="P1-P5",
+)
+
+if __name__ == "__main__":
+    sys.exit(main_for(SCENARIO, sys.argv[1:]))
