@@ -5,14 +5,18 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# N=auto (or a number) runs the suite on pytest-xdist workers, each with its own
+# PostgreSQL cluster and proxy server: `make test N=2`.
+N ?=
+XDIST := $(if $(N),-n $(N),)
 
 NODE_DRIVERS := harness/drivers/node
 NODE_STAMP   := $(NODE_DRIVERS)/node_modules/.package-lock.json
 
-.PHONY: setup postgres node-drivers test test-both test-fast test-containers chaos bench replay nightly \
+.PHONY: setup postgres chromium node-drivers test test-both test-fast test-containers chaos bench replay nightly \
 	lint typecheck clean
 
-setup: $(STAMP) postgres node-drivers
+setup: $(STAMP) postgres chromium node-drivers
 
 $(STAMP): pyproject.toml Makefile
 	@scripts/ensure-python.sh $(PYTHON)
@@ -23,6 +27,10 @@ $(STAMP): pyproject.toml Makefile
 
 postgres:
 	@scripts/ensure-postgres.sh
+
+# Debian's Chromium for the report's browser test (driven by the dev extra's playwright).
+chromium:
+	@scripts/ensure-chromium.sh
 
 # npm's pg for the pg-aequor interop tests (tests/integration/test_lease_interop.py),
 # exactly as locked. Without npm the step says so and those tests skip.
@@ -38,7 +46,7 @@ $(NODE_STAMP): $(NODE_DRIVERS)/package.json $(NODE_DRIVERS)/package-lock.json
 # The whole suite. pytest's own exit status is kept: 5 (no tests collected) fails.
 # `make test PYTHON=/usr/bin/python3 VENV=.venv-debian` runs it on Debian's own Python.
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # The suite on both interpreters this machine family has: the default python3 and
 # Debian's /usr/bin/python3 (3.11.2 on Debian 12), each in its own virtualenv.
@@ -67,7 +75,7 @@ replay: setup
 
 # The long property runs (many random examples); what the nightly CI job runs.
 nightly: setup
-	HYPOTHESIS_PROFILE=nightly $(BIN)/python -m pytest tests/detection tests/chaos $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=nightly $(BIN)/python -m pytest $(XDIST) tests/detection tests/chaos $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python -m bench

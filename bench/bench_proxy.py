@@ -132,6 +132,29 @@ def _added_per_block(blocks: dict[str, list[list[float]]], kind: str) -> list[fl
     ]
 
 
+def _subject_figures(
+    kind: str,
+    blocks: dict[str, list[list[float]]],
+    rates: dict[str, list[float]],
+    p50: dict[str, float],
+    rate: dict[str, float],
+) -> dict[str, Any]:
+    """One proxy's figures against direct, measured in the same blocks."""
+    key = "faultproxy" if kind == "faultproxy" else "toxiproxy"
+    low, high = _quartiles(_added_per_block(blocks, kind))
+    return {
+        f"{key}_p50_us": round(p50[kind], 1),
+        f"{key}_added_us_p50": round(p50[kind] - p50["direct"], 1),
+        f"{key}_added_us_per_block_q1_q3": [round(low, 1), round(high, 1)],
+        f"{key}_mb_s": round(rate[kind], 1),
+        f"{key}_throughput_share": round(rate[kind] / rate["direct"], 3),
+        f"{key}_throughput_share_min_max": [
+            round(min(rates[kind]) / rate["direct"], 3),
+            round(max(rates[kind]) / rate["direct"], 3),
+        ],
+    }
+
+
 def run(progress: Callable[[str], None]) -> dict[str, Any]:
     with ExitStack() as stack:
         progress("starting PostgreSQL")
@@ -161,17 +184,7 @@ def run(progress: Callable[[str], None]) -> dict[str, Any]:
         "recorded_real": RECORDED_REAL,
     }
     for kind in kinds:
-        key = "faultproxy" if kind == "faultproxy" else "toxiproxy"
-        low, high = _quartiles(_added_per_block(blocks, kind))
-        figures[f"{key}_p50_us"] = round(p50[kind], 1)
-        figures[f"{key}_added_us_p50"] = round(p50[kind] - p50["direct"], 1)
-        figures[f"{key}_added_us_per_block_q1_q3"] = [round(low, 1), round(high, 1)]
-        figures[f"{key}_mb_s"] = round(rate[kind], 1)
-        figures[f"{key}_throughput_share"] = round(rate[kind] / rate["direct"], 3)
-        figures[f"{key}_throughput_share_min_max"] = [
-            round(min(rates[kind]) / rate["direct"], 3),
-            round(max(rates[kind]) / rate["direct"], 3),
-        ]
+        figures.update(_subject_figures(kind, blocks, rates, p50, rate))
     added = figures["faultproxy_added_us_p50"]
     share = figures["faultproxy_throughput_share"]
     figures["added_us_p50"] = added

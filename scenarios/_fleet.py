@@ -12,7 +12,11 @@ starts (a bad one is one line naming it and its allowed values, exit 2):
 - ``duration``: extra seconds the settle phase keeps invocations arriving
   past the convergence bound;
 - ``lease_ttl``, ``min_idle``, ``cooldown``, ``grace``: the compressed lease
-  timings, in seconds.
+  timings, in seconds;
+- ``preset`` (a provider's limits, see ``thawproof capacity`` and
+  ``harness.infra.presets``), or ``max_connections`` and ``reserved``: the server's
+  ``max_connections`` and ``superuser_reserved_connections``; P2 then judges
+  against what the application role really has on that server.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from harness.chaos.steps import Step
 from harness.chaos.timings import Timings
 from harness.chaos.zoo import BY_NAME, Bug
 from harness.cli import Context, Scenario
+from harness.cli.runner import ServerShape
 from harness.errors import UsageError
+from harness.infra.presets import preset
 from harness.report import ScenarioResult
 
 MAX_WORKERS = 64
@@ -84,7 +90,30 @@ OPTIONS: dict[str, str] = {
     "min_idle": "minimum idle time before a reap, seconds, 0 to 60",
     "cooldown": "reaper cooldown, seconds, 0 to 60",
     "grace": "reaper grace past expiry, seconds, 0 to 10",
+    "preset": "a provider's connection limits (thawproof capacity lists them)",
+    "max_connections": "the server's max_connections, 5 to 10000",
+    "reserved": "its superuser_reserved_connections, 0 to max_connections - 2",
 }
+
+
+def server_shape(options: Mapping[str, str], default: int) -> ServerShape:
+    """The server a fleet scenario starts for these options."""
+    if "preset" in options and ({"max_connections", "reserved"} & set(options)):
+        raise UsageError("preset and max_connections/reserved exclude each other")
+    if "preset" in options:
+        p = preset(options["preset"])
+        return ServerShape(p.max_connections, {"superuser_reserved_connections": p.reserved})
+    n = int(
+        _number(
+            "max_connections", options.get("max_connections", str(default)), 5, 10000, whole=True
+        )
+    )
+    settings: dict[str, str | int] = {}
+    if "reserved" in options:
+        settings["superuser_reserved_connections"] = int(
+            _number("reserved", options["reserved"], 0, n - 2, whole=True)
+        )
+    return ServerShape(n, settings)
 
 
 @dataclass(frozen=True)
@@ -131,7 +160,14 @@ def fleet_scenario(
     def run(ctx: Context) -> ScenarioResult:
         opts = parse_fleet_options(ctx.options, workers=workers)
         steps = build(opts)
-        env = ChaosEnv(ctx.pg, ctx.proxies, cap=opts.workers, timings=opts.timings, seed=opts.seed)
+        env = ChaosEnv(
+            ctx.pg,
+            ctx.proxies,
+            cap=opts.workers,
+            timings=opts.timings,
+            seed=opts.seed,
+            clock_start=ctx.progress.started,
+        )
         client = opts.bug.client_class if opts.bug else "the correct client"
         ctx.progress(
             f"{len(steps)} steps on up to {opts.workers} workers with {client};"
@@ -167,6 +203,7 @@ def fleet_scenario(
 
     def check(options: dict[str, str]) -> None:
         build(parse_fleet_options(options, workers=workers))
+        server_shape(options, max_connections)
 
     return Scenario(
         name,
@@ -176,4 +213,5 @@ def fleet_scenario(
         check_options=check,
         options=OPTIONS,
         judges=judges,
+        server=lambda options: server_shape(options, max_connections),
     )

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import psycopg
@@ -57,6 +57,17 @@ def app_connection_limit(pg: PostgresServer) -> int:
     assert row is not None
     max_connections, reserved, others = row
     return max(1, int(max_connections) - int(reserved) - int(others) - 1)
+
+
+def _chaos_verify(application_name: str) -> bool:
+    return token.verify(application_name, SERVICE, SECRET) is not None
+
+
+def verify_for(service: str) -> Callable[[str], bool] | None:
+    """The signature check of the harness's own chaos service when ``service`` (a
+    ``RunConfig.service``) is it, else None: how a stored run, which never holds the
+    secret, is judged again (:func:`harness.report.analyze`)."""
+    return _chaos_verify if service == token.service_tag(SERVICE) else None
 
 
 class LiveRun:
@@ -104,7 +115,7 @@ class LiveRun:
             self.sampler.samples,
             final,
             self.env.run_config(),
-            harness_faults=tuple(self.interpreter.fleet.harness_faults()),
+            harness_faults=tuple(self.interpreter.fleet.harness_faults),
         )
         self.notes.append(self._log_cross_check(run))
         self.judged = Judged(
@@ -149,6 +160,7 @@ class ChaosEnv:
         cap: int = 3,
         keep: Path | None = None,
         seed: int | None = None,
+        clock_start: float | None = None,
     ) -> None:
         self.pg = pg
         self.proxies = proxies
@@ -161,6 +173,9 @@ class ChaosEnv:
         """Where to keep run directories (None: a temp dir, removed when the run passes)."""
         self.seed = seed
         """Seeds the workers' client randomness (None: random)."""
+
+        self.clock_start = clock_start
+        """The run's zero (``RunConfig.clock_start``): where the progress output starts."""
         self._runs = 0
 
     def run_config(self) -> RunConfig:
@@ -176,10 +191,11 @@ class ChaosEnv:
             grace=t.reaper_grace,
             slack=t.slack,
             retry_budget_s=t.retry_budget,
-            verify=lambda app: token.verify(app, SERVICE, SECRET) is not None,
+            verify=_chaos_verify,
             sample_interval=SAMPLE_INTERVAL,
             max_kills=lease.max_kills,
             fence_margin=lease.fence_margin,
+            clock_start=self.clock_start,
         )
 
     def run(self, schedule: Sequence[Step], bug: Bug | None = None) -> Judged:

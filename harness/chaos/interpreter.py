@@ -110,7 +110,7 @@ class Interpreter:
     # -- what handlers share
 
     def idle(self) -> list[str]:
-        return self.fleet.idle_workers()
+        return self.fleet.worker_names(state="idle")
 
     def pick(self, index: int) -> str | None:
         """The ``index``-th idle worker (modulo), or None when none is idle."""
@@ -319,7 +319,7 @@ def _network(it: Interpreter, step: NetworkFault) -> None:
 def _clock_skew(it: Interpreter, step: ClockSkew) -> None:
     name = it.pick(step.worker)
     if name is not None:
-        it.fleet.clock_skew(name, step.fraction * it.timings.reaper_grace)
+        it.fleet.nemesis.clock_skew(name, step.fraction * it.timings.reaper_grace)
 
 
 @handles(ForeignBackend)

@@ -71,6 +71,24 @@ def example_database(env: Mapping[str, str] | None = None) -> ExampleDatabase:
     return MultiplexedDatabase(local, ReadOnlyDatabase(nightly))
 
 
+NIGHTLY_EXAMPLES = 200
+
+
+def nightly_examples(env: Mapping[str, str] | None = None) -> int:
+    """Examples per test in the nightly profile: 200, split over the CI matrix's shards
+    (``THAWPROOF_SHARDS`` jobs; each draws its own random examples and keeps its own
+    example database, merged afterwards)."""
+    env = os.environ if env is None else env
+    raw = env.get("THAWPROOF_SHARDS", "1")
+    try:
+        shards = int(raw)
+    except ValueError:
+        raise UsageError(f"THAWPROOF_SHARDS must be a whole number, got {raw!r}") from None
+    if shards < 1:
+        raise UsageError(f"THAWPROOF_SHARDS must be at least 1, got {shards}")
+    return max(1, -(-NIGHTLY_EXAMPLES // shards))
+
+
 def register_profiles() -> None:
     base = settings(
         phases=_NO_EXPLAIN,
@@ -82,7 +100,7 @@ def register_profiles() -> None:
     )
     settings.register_profile("dev", base, max_examples=20)
     settings.register_profile("ci", base, max_examples=10)
-    settings.register_profile("nightly", base, max_examples=200)
+    settings.register_profile("nightly", base, max_examples=nightly_examples())
     settings.register_profile("replay", base, max_examples=1, phases=[Phase.explicit, Phase.reuse])
 
 

@@ -272,7 +272,8 @@ def _leadership(run: Run, passes: list[Pass]) -> list[dict[str, Any]]:
         if a.held_from is None:
             continue
         for b in held:
-            assert b.held_from is not None and b.held_to is not None
+            assert b.held_from is not None
+            assert b.held_to is not None
             if b is a or not b.held_from < a.held_from < b.held_to:
                 continue
             out.append(

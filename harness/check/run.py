@@ -115,6 +115,10 @@ class RunConfig:
     should be one instant (scheduling noise on a loaded machine), and how far the
     server's clock may be from the harness's. Only clauses that compare such stamps
     use it; the rest are exact."""
+    clock_start: float | None = None
+    """Monotonic time where the run's progress clock started; when given it is the
+    run's zero (:attr:`Run.t0`), so evidence and the report's chart count from where
+    the progress output does."""
 
     def __post_init__(self) -> None:
         if not self.own_app_prefix:
@@ -164,7 +168,10 @@ class Run:
 
     @cached_property
     def t0(self) -> float:
-        """The earliest recorded time; evidence sentences say times relative to it."""
+        """The run's zero: the config's ``clock_start``, else the earliest recorded time.
+        Evidence sentences say times relative to it."""
+        if self.config.clock_start is not None:
+            return self.config.clock_start
         times = [self.timeline.start] if self.timeline.events else []
         if self.sorted_samples:
             times.append(self.sorted_samples[0].time)
@@ -174,7 +181,7 @@ class Run:
         """A time as a person reads it: seconds since the start of the run."""
         if math.isinf(t):
             return "the end" if t > 0 else "the start"
-        return f"t=+{t - self.t0:.3f}s"
+        return f"t={t - self.t0:+.3f}s"
 
     @cached_property
     def sample_times(self) -> list[float]:

@@ -8,6 +8,25 @@
 """
 
 from harness.cli.commands import main
-from harness.cli.runner import Context, Progress, Scenario, main_for, parse_options, run_scenario
+from harness.cli.runner import (
+    Context,
+    Progress,
+    Scenario,
+    analyze,
+    main_for,
+    parse_options,
+    render,
+    run_scenario,
+)
 
-__all__ = ["Context", "Progress", "Scenario", "main", "main_for", "parse_options", "run_scenario"]
+__all__ = [
+    "Context",
+    "Progress",
+    "Scenario",
+    "analyze",
+    "main",
+    "main_for",
+    "parse_options",
+    "render",
+    "run_scenario",
+]

@@ -7,6 +7,7 @@
     thawproof replay [BUG ...]                   replay the saved failing examples
     thawproof report RUN_DIR                     re-render a stored run's HTML and PNG
     thawproof analyze RUN_DIR                    re-judge a stored run from its files
+    thawproof capacity concurrency=N pool=M preset=P   does N x M fit? (0 yes, 1 no)
     thawproof clean [--keep N]                   old reports (keep the newest N per scenario)
                                                  and whatever a dead run left behind
 
@@ -28,8 +29,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness import interrupt
-from harness.cli.runner import Scenario, parse_options, run_scenario_result
-from harness.cli.table import Row, render
+from harness.cli.runner import Scenario, analyze, parse_options, render, run_scenario_result
+from harness.cli.table import Row
+from harness.cli.table import render as render_table
 from harness.errors import HarnessError, UsageError
 from harness.infra.owned import clean_dead_runs
 from harness.interrupt import handle_signals
@@ -141,7 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 break
     if len(plan) > 1:
         print("== chaos summary")
-        print(render(rows))
+        print(render_table(rows))
     stopped = interrupt.exit_code()
     if stopped is not None:
         left = len(plan) - len(rows)
@@ -204,16 +206,14 @@ def _run_dir(raw: str) -> Path:
 
 def cmd_report(args: argparse.Namespace) -> int:
     path = _run_dir(args.run_dir)
-    from harness.report import render as rerender  # type: ignore[attr-defined]
 
-    rerender(path)
+    render(path)
     print(path / "report.html")
     return 0
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     path = _run_dir(args.run_dir)
-    from harness.report import analyze  # type: ignore[attr-defined]
 
     result = analyze(path)
     word = {"ok": "holds", "fail": "FAILS", "unknown": "NOT JUDGED"}
@@ -222,6 +222,37 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(f"  {v.prop:<4} {word[v.status]:<10}  {v.summary}")
     code: int = result.exit_code
     return code
+
+
+# ----------------------------------------------------------------- capacity
+
+
+def cmd_capacity(args: argparse.Namespace) -> int:
+    """Does concurrency x pool fit under a provider's limit? 0 it fits, 1 it does not."""
+    from harness.infra.presets import PRESETS, capacity
+
+    opts = parse_options(args.words)
+    if not opts:
+        for p in PRESETS.values():
+            note = f"  ({p.note})" if p.note else ""
+            print(
+                f"{p.name:<20} {p.provider:<18} max_connections {p.max_connections:>5},"
+                f" {p.reserved} reserved, {p.usable:>5} usable{note}"
+            )
+        return 0
+    unknown = sorted(set(opts) - {"concurrency", "pool", "preset"})
+    if unknown:
+        raise UsageError(f"unknown option {unknown[0]!r}; known: concurrency, pool, preset")
+    missing = [k for k in ("concurrency", "pool", "preset") if k not in opts]
+    if missing:
+        raise UsageError(f"missing {missing[0]}=...")
+    try:
+        n, m = int(opts["concurrency"]), int(opts["pool"])
+    except ValueError:
+        raise UsageError("concurrency and pool must be whole numbers") from None
+    answer = capacity(n, m, opts["preset"])
+    print(answer.explain())
+    return 0 if answer.fits else 1
 
 
 # ----------------------------------------------------------------- clean
@@ -275,6 +306,12 @@ def _parser() -> argparse.ArgumentParser:
     add("analyze", cmd_analyze, "re-judge a stored run from its files").add_argument(
         "run_dir", metavar="RUN_DIR"
     )
+    cap = add(
+        "capacity",
+        cmd_capacity,
+        "does concurrency=N x pool=M fit under preset=...? (no options: list the presets)",
+    )
+    cap.add_argument("words", nargs="*", metavar="key=value")
     clean = add("clean", cmd_clean, "remove old reports and what dead runs left behind")
     clean.add_argument("--keep", type=int, default=5, help="runs to keep per scenario (5)")
     clean.add_argument("--root", default=str(REPORTS_ROOT), help="the reports directory")

@@ -20,15 +20,17 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from harness import interrupt
+from harness import interrupt, report
+from harness.chaos.env import verify_for
 from harness.errors import HarnessError, SetupError, UsageError
 from harness.infra.canary import check_proxy
 from harness.infra.owned import clean_dead_runs
 from harness.infra.postgres import PostgresServer, open_server
 from harness.infra.toxiproxy import ToxiproxyServer
 from harness.interrupt import handle_signals
-from harness.report import EXIT_UNJUDGED, RunDir, ScenarioResult
+from harness.report import EXIT_UNJUDGED, RunDir, ScenarioResult, run_identity
 
 
 class Progress:
@@ -72,6 +74,22 @@ class Scenario:
     """The options it takes, each with what it means and its allowed values."""
     judges: str = ""
     """Which properties it judges (for ``list``)."""
+    server: Callable[[dict[str, str]], ServerShape] | None = None
+    """The server it needs for these options (``max_connections``, other settings);
+    None: ``max_connections`` above and the defaults."""
+
+    def server_shape(self, options: dict[str, str]) -> ServerShape:
+        if self.server is None:
+            return ServerShape(self.max_connections)
+        return self.server(options)
+
+
+@dataclass(frozen=True)
+class ServerShape:
+    """How a scenario's own PostgreSQL is started."""
+
+    max_connections: int
+    settings: Mapping[str, str | int] = field(default_factory=dict)
 
 
 def run_scenario(scenario: Scenario, options: dict[str, str] | None = None) -> int:
@@ -89,23 +107,28 @@ def run_scenario_result(
     progress = Progress(scenario.name)
     run_dir = RunDir(scenario.name)
     outcome: ScenarioResult
+    identity: dict[str, Any] = {}
     with handle_signals():
         try:
             for cleaned in clean_dead_runs():
                 progress(f"cleaned up after an earlier run that died: {cleaned}")
             progress("starting PostgreSQL and the proxy server")
+            shape = scenario.server_shape(dict(options or {}))
             with (
-                open_server(max_connections=scenario.max_connections) as pg,
+                open_server(max_connections=shape.max_connections, settings=shape.settings) as pg,
                 ToxiproxyServer() as proxies,
             ):
                 progress(f"PostgreSQL {pg!r}; proxy {proxies!r}")
                 progress(check_proxy(proxies))
+                identity = run_identity(pg, proxies)
                 ctx = Context(pg, proxies, run_dir, progress, dict(options or {}))
                 outcome = scenario.run(ctx)
         except BaseException as e:
             outcome = _failure(scenario, run_dir, e)
     if interrupt.interrupted() is not None:
         outcome = _interrupted(scenario)
+    outcome.timings.setdefault("duration_s", round(time.monotonic() - progress.started, 3))
+    _stamp(outcome, identity, progress)
     run_dir.finish(outcome)
     _print_summary(outcome, run_dir)
     code = interrupt.exit_code()
@@ -153,6 +176,25 @@ def _failure(scenario: Scenario, run_dir: RunDir, e: BaseException) -> ScenarioR
         raise e
     (run_dir.path / "traceback.txt").write_text(traceback.format_exc())
     return ScenarioResult(scenario.name, unjudged=f"crashed: {type(e).__name__}: {e}")
+
+
+def _stamp(outcome: ScenarioResult, identity: dict[str, Any], progress: Progress) -> None:
+    """The run's identity (servers included when they came up) and its clock's start."""
+    if not outcome.identity:
+        outcome.identity = identity or run_identity()
+    if outcome.clock_start is None:
+        outcome.clock_start = progress.started
+
+
+def analyze(run_dir: Path) -> ScenarioResult:
+    """Judge a stored run again from its files (:func:`harness.report.analyze`), with the
+    signature check of the harness's own chaos service rebuilt when the run was its."""
+    return report.analyze(run_dir, verify_for)
+
+
+def render(run_dir: Path) -> Path:
+    """Re-draw a stored run's ``timeline.png`` and ``report.html`` (no server needed)."""
+    return report.render(run_dir)
 
 
 def _print_summary(outcome: ScenarioResult, run_dir: RunDir) -> None:

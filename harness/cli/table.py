@@ -49,10 +49,13 @@ def render(rows: Sequence[Row]) -> str:
         verdicts = "".join(f"{by_prop.get(p, '-'):>5}" for p in PROPS)
         if r.unjudged is not None:
             verdicts = f"  {r.result.upper()}: {r.unjudged}"[: 5 * len(PROPS)].ljust(5 * len(PROPS))
+        elif not any(v.prop in PROPS for v in r.verdicts):  # its own checks (smoke: S1-S3)
+            own = " ".join(f"{v.prop}:{MARK[v.status]}" for v in r.verdicts)
+            verdicts = f"  {own}"[: 5 * len(PROPS)].ljust(5 * len(PROPS))
         peak = f"{_fmt(f.get('peak_backends'))}/{_fmt(f.get('limit'))}" if "limit" in f else "-"
         conv = (
             f"{_fmt(f.get('convergence_s'), '.2f')}/{_fmt(f.get('bound_s'), '.2f')}"
-            if "bound_s" in f
+            if f.get("bound_s") is not None
             else "-"
         )
         lines.append(

@@ -61,6 +61,28 @@ def _int(name: str, text: str, low: int, high: int) -> int:
     return value
 
 
+_BOOLEAN_FIELDS = {
+    "help": "help",
+    "h": "help",
+    "version": "version",
+    "proxy-metrics": "proxy_metrics",
+    "runtime-metrics": "runtime_metrics",
+}
+
+
+def _set_valued(opts: Options, name: str, value: str) -> None:
+    if name == "host":
+        opts.host = value
+    elif name == "port":
+        opts.port = _int(name, value, 0, 65535)
+    elif name == "config":
+        opts.config = value
+    elif name == "spin-us":
+        opts.spin_us = _int(name, value, 0, 1_000_000)
+    else:
+        opts.seed = _int(name, value, -(2**63), 2**63 - 1)
+
+
 def parse(argv: list[str]) -> Options:
     opts = Options(seed=time.time_ns())
     args = list(argv)
@@ -75,15 +97,7 @@ def parse(argv: list[str]) -> Options:
         if arg.startswith("---") or not name:
             raise FlagError(f"bad flag syntax: {arg}")
         if name in _BOOLEAN:
-            flag = _bool(name, value) if eq else True
-            if name in ("help", "h"):
-                opts.help = flag
-            elif name == "version":
-                opts.version = flag
-            elif name == "proxy-metrics":
-                opts.proxy_metrics = flag
-            else:
-                opts.runtime_metrics = flag
+            setattr(opts, _BOOLEAN_FIELDS[name], _bool(name, value) if eq else True)
             continue
         if name not in _VALUED:
             raise FlagError(f"flag provided but not defined: -{name}")
@@ -91,16 +105,7 @@ def parse(argv: list[str]) -> Options:
             if not args:
                 raise FlagError(f"flag needs an argument: -{name}")
             value = args.pop(0)
-        if name == "host":
-            opts.host = value
-        elif name == "port":
-            opts.port = _int(name, value, 0, 65535)
-        elif name == "config":
-            opts.config = value
-        elif name == "spin-us":
-            opts.spin_us = _int(name, value, 0, 1_000_000)
-        else:
-            opts.seed = _int(name, value, -(2**63), 2**63 - 1)
+        _set_valued(opts, name, value)
     if args:
         raise FlagError(f"unexpected argument: {args[0]}")
     return opts

@@ -69,13 +69,12 @@ from harness.fleet.protocol import (
     QueryFailed,
     QueryStarted,
     ReapReport,
-    Skew,
     Stop,
     WorkerSpec,
     decode_message,
     encode,
 )
-from harness.history import ErrorInfo, FaultF, HistoryWriter, OpEvent, OpF
+from harness.history import ErrorInfo, FaultF, HistoryWriter, OpEvent, OpF, ReapEvent
 from harness.infra.owned import owned, signals_held
 from harness.infra.postgres import PostgresServer
 from harness.infra.toxiproxy import ToxiproxyServer
@@ -234,15 +233,16 @@ class Fleet:
 
     # ------------------------------------------------------------------ queries
 
-    def worker_names(self, *, alive: bool = True) -> list[str]:
+    def worker_names(self, *, alive: bool = True, state: WorkerState | None = None) -> list[str]:
+        """The workers' names, oldest first: the live ones (or all), in ``state`` if given
+        (``idle``: those that can take an invocation now)."""
         with self._lock:
-            return [w.name for w in self._workers.values() if w.alive or not alive]
-
-    def idle_workers(self) -> list[str]:
-        """The workers that can take an invocation now, oldest first."""
-        with self._lock:
-            idle = [w for w in self._workers.values() if w.state == "idle"]
-        return [w.name for w in sorted(idle, key=lambda w: w.number)]
+            chosen = [
+                w
+                for w in self._workers.values()
+                if (w.alive or not alive) and (state is None or w.state == state)
+            ]
+        return [w.name for w in sorted(chosen, key=lambda w: w.number)]
 
     def worker(self, name: str) -> WorkerInfo:
         """What the fleet knows of one worker, now."""
@@ -429,7 +429,8 @@ class Fleet:
     # ------------------------------------------------------------------ reading workers
 
     def _read_loop(self, w: _Worker) -> None:
-        assert w.conn is not None and w.process is not None
+        assert w.conn is not None
+        assert w.process is not None
         conn, sentinel = w.conn, w.process.sentinel
         try:
             while True:
@@ -467,26 +468,14 @@ class Fleet:
         run_after: list[Callable[[], None]] = []
         with self._cond:
             self.log.append(msg)
-            if isinstance(msg, OnBackend):
-                self._on_backend(w, msg)
+            if isinstance(msg, OnBackend | QueryStarted | ReapReport | Invoked):
+                self._record(w, msg)
             elif isinstance(msg, BackendLost):
                 if msg.backend_pid == w.backend_pid:
                     w.backend_pid = None
                 run_after, w.on_error = w.on_error, []
-            elif isinstance(msg, QueryStarted):
-                self.history.query_start(
-                    worker=w.name,
-                    backend_pid=msg.backend_pid,
-                    lease_expiry=msg.lease_expiry,
-                    time=msg.time,
-                    wall=msg.wall,
-                )
             elif isinstance(msg, QueryFailed):
                 run_after, w.on_error = w.on_error, []
-            elif isinstance(msg, ReapReport):
-                self._on_reap(w, msg)
-            elif isinstance(msg, Invoked):
-                self._on_invoke(w, msg)
             elif isinstance(msg, Paused):
                 w.paused_at = msg.at
             elif isinstance(msg, Completed):
@@ -501,6 +490,7 @@ class Fleet:
         if finished is not None:
             finished[0].resolve(finished[1])
 
+    @property
     def harness_faults(self) -> list[str]:
         """What the harness's own machinery did wrong so far, one sentence each."""
         with self._lock:
@@ -526,6 +516,24 @@ class Fleet:
                 f"its proxy {link.name} (port {link.port}) refused it while enabled, with no"
                 f" fault to explain it: {err.message}",
             )
+
+    def _record(self, w: _Worker, msg: OnBackend | QueryStarted | ReapReport | Invoked) -> None:
+        """A report that becomes history: a backend mapping, a statement about to be
+        sent, a reaper's step or ledger entry, an invoke."""
+        if isinstance(msg, OnBackend):
+            self._on_backend(w, msg)
+        elif isinstance(msg, QueryStarted):
+            self.history.query_start(
+                worker=w.name,
+                backend_pid=msg.backend_pid,
+                lease_expiry=msg.lease_expiry,
+                time=msg.time,
+                wall=msg.wall,
+            )
+        elif isinstance(msg, ReapReport):
+            self._on_reap(w, msg)
+        else:
+            self._on_invoke(w, msg)
 
     def _on_backend(self, w: _Worker, msg: OnBackend) -> None:
         w.backend_pid = msg.backend_pid
@@ -559,19 +567,21 @@ class Fleet:
             return
         # the kill's time is when the reaper sent it, not when it reported it
         sent = msg.time if msg.sent is None else msg.sent
-        self.history.reap(
-            worker=w.name,
-            pid=msg.pid,
-            result=msg.result,
-            application_name=msg.application_name,
-            state=msg.state,
-            state_change=msg.state_change,
-            lease_expiry_ms=msg.lease_expiry_ms,
-            idle_for=msg.idle_for,
-            at=msg.at,
-            reaper_pid=msg.reaper_pid,
-            time=sent,
-            wall=msg.wall - (msg.time - sent),
+        self.history.append(
+            ReapEvent(
+                worker=w.name,
+                pid=msg.pid,
+                result=msg.result,
+                application_name=msg.application_name,
+                state=msg.state,
+                state_change=msg.state_change,
+                lease_expiry_ms=msg.lease_expiry_ms,
+                time=sent,
+                wall=msg.wall - (msg.time - sent),
+                idle_for=msg.idle_for,
+                at=msg.at,
+                reaper_pid=msg.reaper_pid,
+            )
         )
 
     def _on_invoke(self, w: _Worker, msg: Invoked) -> None:
@@ -776,12 +786,10 @@ class Fleet:
         w.link.blackhole()
         w.blackholed = True
 
-    def clock_skew(self, worker: str, seconds: float) -> None:
-        """The worker's lease clock becomes ``time.time() + seconds`` (applied when it next
-        reads the pipe: at once if idle or paused, after the running op otherwise)."""
-        w = self._live(worker)
-        self.record_fault("clock_skew", worker, {"seconds": seconds})
-        self._command(w, Skew(seconds=float(seconds)))
+    def command(self, worker: str, cmd: Command) -> None:
+        """Send a control command to a live worker (it reads it at once if idle or paused,
+        after the running op otherwise)."""
+        self._command(self._live(worker), cmd)
 
     def on_next_error(self, worker: str, fn: Callable[[], None]) -> None:
         """Run ``fn`` once, at the worker's next query error, dropped connection or op end."""

@@ -38,7 +38,7 @@ import psycopg
 
 from harness.errors import FleetError, FleetTimeout, PauseNotReached
 from harness.fleet.pending import OpResult, Pending
-from harness.fleet.protocol import PausePoint
+from harness.fleet.protocol import PausePoint, Skew
 from harness.wait import poll
 
 if TYPE_CHECKING:
@@ -185,6 +185,12 @@ class Nemesis:
         link = self.fleet.link(worker)
         self.fleet.record_fault("proxy_up", worker)
         link.enable()
+
+    def clock_skew(self, worker: str, seconds: float) -> None:
+        """The worker's lease clock becomes ``time.time() + seconds`` (applied when it next
+        reads its commands: at once if idle or paused, after the running op otherwise)."""
+        self.fleet.record_fault("clock_skew", worker, {"seconds": seconds})
+        self.fleet.command(worker, Skew(seconds=float(seconds)))
 
     def heal(self) -> None:
         """Every live worker's link without toxics and enabled (see ``Fleet.heal_links``)."""

@@ -40,7 +40,7 @@ from functools import cache
 from typing import Any, Literal, TypeAlias
 
 from harness.errors import HistoryFormatError, ProtocolError
-from harness.history import CompletionType, ErrorInfo, OpF, ReapResult, from_json, to_json
+from harness.history import CompletionType, ErrorInfo, OpF, ReapResult, dumps, from_json
 from harness.history.codec import registry
 
 DEFAULT_CLIENT = "harness.lease:LeaseClient"
@@ -268,7 +268,7 @@ COMMAND_TYPES: tuple[type[Command], ...] = (Invoke, Continue, Skew, Stop)
 
 def encode(msg: Message | Command) -> bytes:
     """One JSON line, newline included."""
-    return (json.dumps(to_json(msg), separators=(",", ":"), allow_nan=False) + "\n").encode()
+    return dumps(msg).encode()
 
 
 @cache
@@ -281,9 +281,12 @@ def _commands() -> dict[str, type[Command]]:
     return registry(COMMAND_TYPES, "kind")
 
 
+_JSON_DECODE = json.JSONDecoder().decode
+
+
 def _decode(line: bytes | str, known: Mapping[str, type[Any]]) -> Any:
     try:
-        raw = json.loads(line)
+        raw = _JSON_DECODE(line.decode() if isinstance(line, bytes) else line)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ProtocolError(
             f"not a JSON line: {bytes(line[:200]) if isinstance(line, bytes) else line[:200]!r}"

@@ -45,6 +45,13 @@ DISCRIMINATORS = ("type", "kind")
 """Fields that say what a JSON object is (events: ``type``; fleet messages: ``kind``)."""
 
 
+class _Bad(Exception):
+    """A value does not fit its hint; the message says how ("should be int, got 'x'")."""
+
+
+Conv = Callable[[Any], Any]
+
+
 @dataclasses.dataclass(frozen=True)
 class _Field:
     name: str
@@ -52,6 +59,11 @@ class _Field:
     hint: Any
     required: bool
     default: Any
+    decode: Conv
+    encode: Conv | None
+    """None: the value is JSON as it is (a scalar, or a mapping of JSON values)."""
+    missing: Any = _MISSING
+    """What a missing required field decodes to (None for X | None, {} for a mapping)."""
 
 
 _FIELDS: dict[type[Any], tuple[_Field, ...]] = {}
@@ -74,13 +86,62 @@ def _fields_of(cls: type[Any]) -> tuple[_Field, ...]:
             default = f.default_factory()
         else:
             default = _MISSING
+        hint = hints[f.name]
+        missing: Any = _MISSING
+        if _admits_none(hint):
+            missing = None
+        elif get_origin(hint) in (Mapping, dict):
+            missing = {}
         key = str(f.metadata.get("json", f.name))
-        out.append(_Field(f.name, key, hints[f.name], default is _MISSING, default))
+        out.append(
+            _Field(
+                f.name,
+                key,
+                hint,
+                default is _MISSING,
+                default,
+                _decoder(hint),
+                _encoder(hint),
+                missing,
+            )
+        )
     # the discriminator first, so a line says what it is
     return tuple(sorted(out, key=lambda x: x.key not in DISCRIMINATORS))
 
 
+def _admits_none(hint: Any) -> bool:
+    return get_origin(hint) in (types.UnionType, typing.Union) and type(None) in get_args(hint)
+
+
+def _without_none(hint: Any) -> Any:
+    """``X`` of ``X | None``; ``Any`` for a wider union; the hint itself otherwise."""
+    if get_origin(hint) not in (types.UnionType, typing.Union):
+        return hint
+    inner = [o for o in get_args(hint) if o is not type(None)]
+    return inner[0] if len(inner) == 1 else Any
+
+
 # --------------------------------------------------------------------------- encoding
+
+
+def _encoder(hint: Any) -> Conv | None:
+    """How to turn a value of ``hint`` into JSON, or None when it already is JSON."""
+    hint = _without_none(hint)
+    origin = get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return lambda v: None if v is None else to_json(v)
+    if origin is tuple:
+        item = _encoder(get_args(hint)[0])
+        if item is None:
+            return lambda v: None if v is None else list(v)
+        return lambda v: None if v is None else [item(x) for x in v]
+    if origin in (Mapping, dict) or hint is dict:
+        args = get_args(hint)
+        inner = _encoder(args[1]) if len(args) == 2 else None
+        if inner is None:
+            return lambda v: None if v is None else {str(k): x for k, x in v.items()}
+        return lambda v: None if v is None else {str(k): inner(x) for k, x in v.items()}
+    return None
 
 
 def to_json(obj: Any) -> dict[str, Any]:
@@ -91,23 +152,16 @@ def to_json(obj: Any) -> dict[str, Any]:
         v = getattr(obj, f.name)
         if v is None and not f.required and f.default is None:
             continue
-        out[f.key] = _encode(v)
+        out[f.key] = v if f.encode is None else f.encode(v)
     return out
 
 
-def _encode(v: Any) -> Any:
-    if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        return to_json(v)
-    if isinstance(v, Mapping):
-        return {str(k): _encode(x) for k, x in v.items()}
-    if isinstance(v, tuple | list):
-        return [_encode(x) for x in v]
-    return v
+_ENCODE = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 def dumps(obj: Any) -> str:
     """One JSON line, newline included (NaN and infinities refused)."""
-    return json.dumps(to_json(obj), separators=(",", ":"), allow_nan=False) + "\n"
+    return _ENCODE(to_json(obj)) + "\n"
 
 
 # --------------------------------------------------------------------------- decoding
@@ -116,69 +170,116 @@ def dumps(obj: Any) -> str:
 def from_json(cls: type[T], raw: Any, *, where: str | None = None) -> T:
     """An instance of ``cls`` from its JSON object; :class:`HistoryFormatError` if it
     does not fit the fields' types."""
-    what = where or cls.__name__
-    if not isinstance(raw, Mapping):
-        raise HistoryFormatError(f"{what} should be a JSON object, got {raw!r}")
+    if type(raw) is not dict and not isinstance(raw, Mapping):
+        raise HistoryFormatError(f"{where or cls.__name__} should be a JSON object, got {raw!r}")
     kwargs: dict[str, Any] = {}
     for f in _fields(cls):
         if f.key not in raw:
             if not f.required:
                 continue
-            if _admits_none(f.hint):
-                kwargs[f.name] = None
-            elif get_origin(f.hint) in (Mapping, dict):
-                kwargs[f.name] = {}
-            else:
-                raise HistoryFormatError(f"missing field {f.key!r} in {what}")
+            if f.missing is _MISSING:
+                raise HistoryFormatError(f"missing field {f.key!r} in {where or cls.__name__}")
+            kwargs[f.name] = f.missing
             continue
-        kwargs[f.name] = _decode(f.hint, raw[f.key], f"field {f.key!r} of {what}")
+        try:
+            kwargs[f.name] = f.decode(raw[f.key])
+        except _Bad as bad:
+            raise HistoryFormatError(f"field {f.key!r} of {where or cls.__name__} {bad}") from None
     return cls(**kwargs)
 
 
-def _admits_none(hint: Any) -> bool:
-    return get_origin(hint) in (types.UnionType, typing.Union) and type(None) in get_args(hint)
-
-
-def _decode(hint: Any, v: Any, what: str) -> Any:
-    origin = get_origin(hint)
-    if hint is Any:
+def _scalar_str(v: Any) -> Any:
+    if type(v) is str:
         return v
-    if origin in (types.UnionType, typing.Union):
-        options = get_args(hint)
-        if v is None and type(None) in options:
-            return None
-        inner = [o for o in options if o is not type(None)]
-        return _decode(inner[0] if len(inner) == 1 else Any, v, what)
-    if origin is typing.Literal:
-        if v not in get_args(hint) or isinstance(v, bool):
-            allowed = ", ".join(repr(a) for a in get_args(hint))
-            raise HistoryFormatError(f"{what} should be one of {allowed}, got {v!r}")
+    raise _Bad(_should("str", v))
+
+
+def _scalar_int(v: Any) -> Any:
+    if type(v) is int:
         return v
-    if origin in (Mapping, dict) or hint is dict:
-        if not isinstance(v, dict):
-            raise HistoryFormatError(f"{what} should be an object, got {v!r}")
-        args = get_args(hint)
-        value_hint = args[1] if len(args) == 2 else Any
-        return {str(k): _decode(value_hint, x, what) for k, x in v.items()}
-    if origin is tuple:
-        if not isinstance(v, list):
-            raise HistoryFormatError(f"{what} should be a list, got {v!r}")
-        item = get_args(hint)[0]
-        return tuple(_decode(item, x, what) for x in v)
-    if dataclasses.is_dataclass(hint):
-        return from_json(cast(type[Any], hint), v, where=what)
-    return _scalar(hint, v, what)
+    raise _Bad("is a bool, not int" if type(v) is bool else _should("int", v))
 
 
-def _scalar(hint: Any, v: Any, what: str) -> Any:
-    if isinstance(v, bool) and hint is not bool:
-        raise HistoryFormatError(f"{what} is a bool, not {hint.__name__}")
-    if hint is float and isinstance(v, int | float):
+def _scalar_float(v: Any) -> Any:
+    if type(v) is float or type(v) is int:
         return float(v)
-    if isinstance(hint, type) and isinstance(v, hint):
+    raise _Bad("is a bool, not float" if type(v) is bool else _should("float", v))
+
+
+def _scalar_bool(v: Any) -> Any:
+    if type(v) is bool:
         return v
-    name = getattr(hint, "__name__", str(hint))
-    raise HistoryFormatError(f"{what} should be {name}, got {v!r}")
+    raise _Bad(_should("bool", v))
+
+
+def _should(name: str, v: Any) -> str:
+    return f"should be {name}, got {v!r}"
+
+
+def _decoder(hint: Any) -> Conv:  # noqa: C901, PLR0911 — one case per kind of hint
+    """How to read a JSON value of ``hint``, built once per field; it raises :class:`_Bad`."""
+    if hint is Any:
+        return lambda v: v
+    if _admits_none(hint):
+        inner = _decoder(_without_none(hint))
+        return lambda v: None if v is None else inner(v)
+    origin = get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        return lambda v: v
+    if origin is typing.Literal:
+        allowed = frozenset((type(a), a) for a in get_args(hint))
+        said = ", ".join(repr(a) for a in get_args(hint))
+
+        def literal(v: Any) -> Any:
+            try:
+                if (type(v), v) in allowed:
+                    return v
+            except TypeError:  # an unhashable value is no literal
+                pass
+            raise _Bad(f"should be one of {said}, got {v!r}")
+
+        return literal
+    if origin in (Mapping, dict) or hint is dict:
+        args = get_args(hint)
+        value = _decoder(args[1]) if len(args) == 2 else None
+
+        def mapping(v: Any) -> Any:
+            if type(v) is not dict:
+                raise _Bad(f"should be an object, got {v!r}")
+            if value is None:
+                return {str(k): x for k, x in v.items()}
+            return {str(k): value(x) for k, x in v.items()}
+
+        return mapping
+    if origin is tuple:
+        item = _decoder(get_args(hint)[0])
+
+        def items(v: Any) -> Any:
+            if type(v) is not list:
+                raise _Bad(f"should be a list, got {v!r}")
+            return tuple(item(x) for x in v)
+
+        return items
+    if dataclasses.is_dataclass(hint):
+        cls = cast(type[Any], hint)
+
+        def nested(v: Any) -> Any:
+            try:
+                return from_json(cls, v)
+            except HistoryFormatError as exc:
+                raise _Bad(f"is wrong: {exc}") from None
+
+        return nested
+    scalar = {str: _scalar_str, int: _scalar_int, float: _scalar_float, bool: _scalar_bool}
+    if hint in scalar:
+        return scalar[hint]
+
+    def other(v: Any) -> Any:
+        if isinstance(hint, type) and isinstance(v, hint):
+            return v
+        raise _Bad(_should(getattr(hint, "__name__", str(hint)), v))
+
+    return other
 
 
 def registry(classes: Iterable[type[T]], field_name: str) -> dict[str, type[T]]:

@@ -35,112 +35,95 @@ def validate(events: Iterable[Event]) -> list[Problem]:
     ``info``), ``process_shared`` (one process id used by two workers).
     Operations still open at the end are not problems: they count as ``info``.
     """
-    problems: list[Problem] = []
-    invokes: dict[str, tuple[int, OpEvent]] = {}
-    completed: dict[str, int] = {}
-    open_on: dict[int, str] = {}
-    info_ended: dict[int, str] = {}
-    owner: dict[int, str | None] = {}
-
+    check = _Discipline()
     for i, ev in enumerate(events):
-        if not isinstance(ev, OpEvent):
-            continue
-        if ev.type == "invoke":
-            if ev.op in invokes:
-                problems.append(
-                    Problem(
-                        "duplicate_invoke",
-                        f"op {ev.op} invoked twice",
-                        ev.op,
-                        ev.process,
-                        (invokes[ev.op][0], i),
-                    )
-                )
-                continue
-            if ev.process in owner and owner[ev.process] != ev.worker:
-                problems.append(
-                    Problem(
-                        "process_shared",
-                        f"process {ev.process} used by {owner[ev.process]!r} and {ev.worker!r}",
-                        ev.op,
-                        ev.process,
-                        (i,),
-                    )
-                )
-            owner.setdefault(ev.process, ev.worker)
-            if ev.process in open_on:
-                problems.append(
-                    Problem(
-                        "concurrent_ops",
-                        f"process {ev.process} invoked {ev.op} while {open_on[ev.process]}"
-                        " was still open",
-                        ev.op,
-                        ev.process,
-                        (i,),
-                    )
-                )
-            if ev.process in info_ended:
-                problems.append(
-                    Problem(
-                        "process_after_info",
-                        f"process {ev.process} invoked {ev.op} after {info_ended[ev.process]}"
-                        " ended info; it should continue under a new process id",
-                        ev.op,
-                        ev.process,
-                        (i,),
-                    )
-                )
-            invokes[ev.op] = (i, ev)
-            open_on[ev.process] = ev.op
-            continue
-        # a completion
-        if ev.op not in invokes:
-            problems.append(
-                Problem(
-                    "completion_without_invoke",
-                    f"{ev.type} of op {ev.op} was never invoked",
-                    ev.op,
-                    ev.process,
-                    (i,),
-                )
+        if isinstance(ev, OpEvent):
+            if ev.type == "invoke":
+                check.invoke(i, ev)
+            else:
+                check.complete(i, ev)
+    return check.problems
+
+
+class _Discipline:
+    """The state :func:`validate` keeps while it reads a history in file order."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        self.invokes: dict[str, tuple[int, OpEvent]] = {}
+        self.completed: dict[str, int] = {}
+        self.open_on: dict[int, str] = {}
+        self.info_ended: dict[int, str] = {}
+        self.owner: dict[int, str | None] = {}
+
+    def _add(self, kind: str, message: str, ev: OpEvent, *indexes: int) -> None:
+        self.problems.append(Problem(kind, message, ev.op, ev.process, tuple(indexes)))
+
+    def invoke(self, i: int, ev: OpEvent) -> None:
+        p = ev.process
+        if ev.op in self.invokes:
+            self._add(
+                "duplicate_invoke", f"op {ev.op} invoked twice", ev, self.invokes[ev.op][0], i
             )
-            continue
-        if ev.op in completed:
-            problems.append(
-                Problem(
-                    "double_completion",
-                    f"op {ev.op} completed twice (second: {ev.type})",
-                    ev.op,
-                    ev.process,
-                    (completed[ev.op], i),
-                )
+            return
+        if p in self.owner and self.owner[p] != ev.worker:
+            self._add(
+                "process_shared", f"process {p} used by {self.owner[p]!r} and {ev.worker!r}", ev, i
             )
-            continue
-        j, inv = invokes[ev.op]
-        completed[ev.op] = i
+        self.owner.setdefault(p, ev.worker)
+        if p in self.open_on:
+            self._add(
+                "concurrent_ops",
+                f"process {p} invoked {ev.op} while {self.open_on[p]} was still open",
+                ev,
+                i,
+            )
+        if p in self.info_ended:
+            self._add(
+                "process_after_info",
+                f"process {p} invoked {ev.op} after {self.info_ended[p]} ended info;"
+                " it should continue under a new process id",
+                ev,
+                i,
+            )
+        self.invokes[ev.op] = (i, ev)
+        self.open_on[p] = ev.op
+
+    def complete(self, i: int, ev: OpEvent) -> None:
+        if ev.op not in self.invokes:
+            self._add(
+                "completion_without_invoke", f"{ev.type} of op {ev.op} was never invoked", ev, i
+            )
+            return
+        if ev.op in self.completed:
+            self._add(
+                "double_completion",
+                f"op {ev.op} completed twice (second: {ev.type})",
+                ev,
+                self.completed[ev.op],
+                i,
+            )
+            return
+        j, inv = self.invokes[ev.op]
+        self.completed[ev.op] = i
         if (inv.process, inv.worker, inv.f) != (ev.process, ev.worker, ev.f):
-            problems.append(
-                Problem(
-                    "completion_mismatch",
-                    f"op {ev.op}: invoke (process {inv.process}, {inv.worker!r}, {inv.f}) vs"
-                    f" {ev.type} (process {ev.process}, {ev.worker!r}, {ev.f})",
-                    ev.op,
-                    ev.process,
-                    (j, i),
-                )
+            self._add(
+                "completion_mismatch",
+                f"op {ev.op}: invoke (process {inv.process}, {inv.worker!r}, {inv.f}) vs"
+                f" {ev.type} (process {ev.process}, {ev.worker!r}, {ev.f})",
+                ev,
+                j,
+                i,
             )
         if ev.time < inv.time:
-            problems.append(
-                Problem(
-                    "completion_before_invoke",
-                    f"op {ev.op} completed at {ev.time} before its invoke at {inv.time}",
-                    ev.op,
-                    ev.process,
-                    (j, i),
-                )
+            self._add(
+                "completion_before_invoke",
+                f"op {ev.op} completed at {ev.time} before its invoke at {inv.time}",
+                ev,
+                j,
+                i,
             )
-        if open_on.get(inv.process) == ev.op:
-            del open_on[inv.process]
+        if self.open_on.get(inv.process) == ev.op:
+            del self.open_on[inv.process]
         if ev.type == "info":
-            info_ended[inv.process] = ev.op
-    return problems
+            self.info_ended[inv.process] = ev.op

@@ -269,12 +269,11 @@ class HistoryWriter:
         state: str | None,
         state_change: float | None,
         lease_expiry_ms: int | None,
-        idle_for: float | None = None,
-        at: float | None = None,
-        reaper_pid: int | None = None,
         time: float | None = None,
         wall: float | None = None,
     ) -> ReapEvent:
+        """A ledger entry without the reaper's clocks (the fleet appends a full
+        :class:`ReapEvent`, with ``idle_for``, ``at`` and ``reaper_pid``)."""
         t, w = self._times(time, wall)
         ev = ReapEvent(
             worker=worker,
@@ -286,9 +285,6 @@ class HistoryWriter:
             lease_expiry_ms=lease_expiry_ms,
             time=t,
             wall=w,
-            idle_for=idle_for,
-            at=at,
-            reaper_pid=reaper_pid,
         )
         self.append(ev)
         return ev

@@ -76,25 +76,41 @@ def decode_rows(stored: Any) -> list[tuple[Any, ...]]:
     return [tuple(_dec(v) for v in row) for row in stored]
 
 
+# (type, tag, encode, decode): the first type that matches a value encodes it; order
+# matters (datetime before date, a bool is an int and is kept as itself).
+_TAGGED: tuple[tuple[type | tuple[type, ...], str, Any, Any], ...] = (
+    (decimal.Decimal, "decimal", str, decimal.Decimal),
+    (dt.datetime, "datetime", dt.datetime.isoformat, dt.datetime.fromisoformat),
+    (dt.date, "date", dt.date.isoformat, dt.date.fromisoformat),
+    (dt.time, "time", dt.time.isoformat, dt.time.fromisoformat),
+    (
+        dt.timedelta,
+        "timedelta",
+        lambda v: [v.days, v.seconds, v.microseconds],
+        lambda v: dt.timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
+    ),
+    (uuid.UUID, "uuid", str, uuid.UUID),
+    (
+        (bytes, bytearray, memoryview),
+        "bytes",
+        lambda v: base64.b64encode(bytes(v)).decode("ascii"),
+        base64.b64decode,
+    ),
+)
+_DECODERS: dict[str, Any] = {tag: dec for _, tag, _, dec in _TAGGED} | {
+    "float": float,
+    "str": str,
+}
+
+
 def _enc(v: Any) -> Any:
     if v is None or isinstance(v, bool | int | str):
         return v
     if isinstance(v, float):
         return v if math.isfinite(v) else {_TAG: "float", "v": repr(v)}
-    if isinstance(v, decimal.Decimal):
-        return {_TAG: "decimal", "v": str(v)}
-    if isinstance(v, dt.datetime):
-        return {_TAG: "datetime", "v": v.isoformat()}
-    if isinstance(v, dt.date):
-        return {_TAG: "date", "v": v.isoformat()}
-    if isinstance(v, dt.time):
-        return {_TAG: "time", "v": v.isoformat()}
-    if isinstance(v, dt.timedelta):
-        return {_TAG: "timedelta", "v": [v.days, v.seconds, v.microseconds]}
-    if isinstance(v, uuid.UUID):
-        return {_TAG: "uuid", "v": str(v)}
-    if isinstance(v, bytes | bytearray | memoryview):
-        return {_TAG: "bytes", "v": base64.b64encode(bytes(v)).decode("ascii")}
+    for kind, tag, enc, _ in _TAGGED:
+        if isinstance(v, kind):
+            return {_TAG: tag, "v": enc(v)}
     if isinstance(v, list | tuple):
         return [_enc(x) for x in v]
     if isinstance(v, dict):
@@ -108,22 +124,7 @@ def _dec(v: Any) -> Any:
     if not isinstance(v, dict) or _TAG not in v:
         return v
     tag, val = v[_TAG], v["v"]
-    if tag == "float":
-        return float(val)
-    if tag == "decimal":
-        return decimal.Decimal(val)
-    if tag == "datetime":
-        return dt.datetime.fromisoformat(val)
-    if tag == "date":
-        return dt.date.fromisoformat(val)
-    if tag == "time":
-        return dt.time.fromisoformat(val)
-    if tag == "timedelta":
-        return dt.timedelta(days=val[0], seconds=val[1], microseconds=val[2])
-    if tag == "uuid":
-        return uuid.UUID(val)
-    if tag == "bytes":
-        return base64.b64decode(val)
     if tag == "dict":
         return {k: _dec(x) for k, x in val.items()}
-    return val
+    decode = _DECODERS.get(tag)
+    return val if decode is None else decode(val)

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 def figures(result: ScenarioResult) -> dict[str, Any]:
     """The key figures of one result (empty for a run with no recorded fleet)."""
     run = result.run
-    out: dict[str, Any] = {"duration_s": result.timings.get("run_s")}
+    out: dict[str, Any] = {
+        "duration_s": result.timings.get("duration_s", result.timings.get("run_s"))
+    }
     if run is None:
         return out
     counts = [run.service_count(s) for s in run.sorted_samples]
@@ -33,7 +35,7 @@ def figures(result: ScenarioResult) -> dict[str, Any]:
         peak_backends=max(counts, default=0),
         limit=run.config.connection_limit,
         convergence_s=measured.get("convergence_s"),
-        bound_s=measured.get("bound_s", run.config.convergence_bound),
+        bound_s=measured.get("bound_s") if p2 is not None else None,
         reaper_kills=len(run.kills),
         info_ops=sum(1 for op in ops if op.outcome in ("info", "open")),
         duplicates=sum(1 for n in run.final.ledger_counts.values() if n > 1),

@@ -51,7 +51,8 @@ def test_list_names_scenarios_options_and_clients() -> None:
     assert done.returncode == 0
     for name in ("thaw_storm", "cold_start_wave", "checkpoint_restore", "smoke"):
         assert name in done.stdout
-    assert "workers" in done.stdout and "reaper_disabled" in done.stdout
+    assert "workers" in done.stdout
+    assert "reaper_disabled" in done.stdout
     listed = json.loads(thawproof("list", "--json").stdout)
     assert len(listed["scenarios"]) >= 13
     assert "client" in listed["scenarios"]["thaw_storm"]["options"]
@@ -66,8 +67,10 @@ def test_list_into_a_closed_pipe_is_no_traceback() -> None:
         cwd=REPO,
         check=False,
     )
-    assert done.returncode == 0 and len(done.stdout.splitlines()) == 1
-    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+    assert done.returncode == 0
+    assert len(done.stdout.splitlines()) == 1
+    assert "Traceback" not in done.stderr
+    assert "BrokenPipe" not in done.stderr
 
 
 @pytest.mark.parametrize(
@@ -80,6 +83,12 @@ def test_list_into_a_closed_pipe_is_no_traceback() -> None:
         (["run", "thaw_storm", "client=harness.errors:UsageError"], ["not a subclass"]),
         (["run", "all", "bogus=1"], ["unknown option 'bogus'"]),
         (["replay", "nope"], ["unknown bug 'nope'"]),
+        (["run", "thaw_storm", "preset=nope"], ["unknown preset 'nope'"]),
+        (["run", "thaw_storm", "preset=self-hosted", "reserved=3"], ["exclude each other"]),
+        (["run", "thaw_storm", "max_connections=3"], ["max_connections must be between 5"]),
+        (["capacity", "concurrency=1", "pool=1", "preset=nope"], ["unknown preset 'nope'"]),
+        (["capacity", "concurrency=x", "pool=1", "preset=self-hosted"], ["whole numbers"]),
+        (["capacity", "pool=1", "preset=self-hosted"], ["missing concurrency"]),
         (["report", "/nonexistent"], ["not a run directory"]),
         (["analyze", "/nonexistent"], ["not a run directory"]),
     ],
@@ -107,7 +116,8 @@ def test_run_all_ends_with_the_table(tmp_path: Path) -> None:
     assert len(rows) == 2
     fleet = next(r for r in rows if r.startswith("reclaim_zombies"))
     assert fleet.split()[1:8] == ["ok"] * 7  # P1 to P7
-    assert "/3" in fleet and "reports/reclaim_zombies/" in fleet
+    assert "/3" in fleet
+    assert "reports/reclaim_zombies/" in fleet
 
 
 def test_a_users_client_class_runs_and_a_users_bug_is_caught() -> None:
@@ -115,7 +125,8 @@ def test_a_users_client_class_runs_and_a_users_bug_is_caught() -> None:
     assert ok.returncode == 0, ok.stdout + ok.stderr
     bad = thawproof("run", "thaw_storm", "client=tests.fixtures.user_client:NeverFencesClient")
     assert bad.returncode == 1, bad.stdout + bad.stderr
-    assert "P1" in bad.stdout and "FAILS" in bad.stdout
+    assert "P1" in bad.stdout
+    assert "FAILS" in bad.stdout
 
 
 def test_clean_keeps_the_newest_runs(tmp_path: Path) -> None:
@@ -125,3 +136,16 @@ def test_clean_keeps_the_newest_runs(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert [p.name for p in (tmp_path / "demo").iterdir()] == ["20260103T000000Z"]
     assert "removed 2 old report(s)" in done.stdout
+
+
+def test_capacity_lists_presets_and_answers_with_its_exit_status() -> None:
+    listed = thawproof("capacity")
+    assert listed.returncode == 0
+    for name in ("self-hosted", "supabase-16xl", "neon-0.25cu", "rds-db.t3.micro"):
+        assert name in listed.stdout
+    fits = thawproof("capacity", "concurrency=90", "pool=1", "preset=self-hosted")
+    assert fits.returncode == 0, fits.stderr
+    assert "fits" in fits.stdout
+    over = thawproof("capacity", "concurrency=50", "pool=2", "preset=supabase-micro")
+    assert over.returncode == 1
+    assert "does NOT fit" in over.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,15 +21,25 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def run_dir_of(done: subprocess.CompletedProcess[str]) -> Path:
+    """The run directory the scenario printed (not reports/latest: under xdist another
+    worker's run may have moved it)."""
+    m = re.search(r"^\S+: (?:pass|fail|unjudged)  \((.+)\)$", done.stdout, re.M)
+    assert m, done.stdout
+    return Path(m.group(1))
+
+
 def test_smoke_scenario_passes_and_reports() -> None:
     done = _run("smoke")
     assert done.returncode == 0, done.stdout + done.stderr
-    latest = REPO / "reports" / "latest"
+    latest = run_dir_of(done)
     summary = json.loads((latest / "summary.json").read_text())
-    assert summary["scenario"] == "smoke" and summary["result"] == "pass"
+    assert summary["scenario"] == "smoke"
+    assert summary["result"] == "pass"
     assert {v["property"] for v in summary["verdicts"]} == {"S1", "S2", "S3"}
     assert "OperationalError" in summary["verdicts"][0]["summary"]
-    assert (latest / "junit.xml").exists() and (latest / "report.html").exists()
+    assert (latest / "junit.xml").exists()
+    assert (latest / "report.html").exists()
     assert "[smoke" in done.stderr  # progress lines
 
 
@@ -65,11 +76,13 @@ def test_list_names_every_scenario() -> None:
 def test_fleet_scenario_with_a_bug_zoo_client_exits_1_with_evidence() -> None:
     done = _run("frozen_reaper", "client=session_lock")
     assert done.returncode == 1, done.stdout + done.stderr
-    summary = json.loads((REPO / "reports" / "latest" / "summary.json").read_text())
+    latest = run_dir_of(done)
+    summary = json.loads((latest / "summary.json").read_text())
     p2 = next(v for v in summary["verdicts"] if v["property"] == "P2")
-    assert not p2["ok"] and p2["evidence"]
-    assert (REPO / "reports" / "latest" / "timeline.png").exists()
-    assert (REPO / "reports" / "latest" / "history.jsonl").exists()
+    assert not p2["ok"]
+    assert p2["evidence"]
+    assert (latest / "timeline.png").exists()
+    assert (latest / "history.jsonl").exists()
 
 
 def test_unknown_client_is_one_line_and_exit_2() -> None:
@@ -83,8 +96,9 @@ def test_unknown_client_is_one_line_and_exit_2() -> None:
 def test_fleet_scenario_passes_and_its_kills_match_the_server_log() -> None:
     done = _run("thaw_storm")
     assert done.returncode == 0, done.stdout + done.stderr
-    summary = json.loads((REPO / "reports" / "latest" / "summary.json").read_text())
+    summary = json.loads((run_dir_of(done) / "summary.json").read_text())
     assert [v["property"] for v in summary["verdicts"]] == [f"P{i}" for i in range(1, 8)]
     assert summary["counts"]["reaper_kills"] >= 1
     log_notes = [n for n in summary["notes"] if "server log" in n]
-    assert log_notes and "all accounted for by the ledger" in log_notes[0], log_notes
+    assert log_notes, log_notes
+    assert "all accounted for by the ledger" in log_notes[0], log_notes

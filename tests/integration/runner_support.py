@@ -84,8 +84,15 @@ class Runner:
                 with contextlib.suppress(OSError, ValueError):
                     self.postmasters.add(int(pid_file.read_text().split("\n", 1)[0]))
 
+    def live_processes(self) -> int:
+        """How many processes the run's records still hold (released ones drop out)."""
+        _, records = read_records(self.records)
+        return sum(1 for r in records if r.kind == "process")
+
     def signal(self, signum: int, *, group: bool = False) -> None:
         self.note_owned()
+        if self.proc.poll() is not None:
+            return  # it already ended: there is nothing left to signal
         if group:
             os.killpg(self.proc.pid, signum)
         else:

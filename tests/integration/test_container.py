@@ -200,7 +200,7 @@ def test_restart_keeps_data_and_ends_backends(image: str) -> None:
             started = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
         with psycopg.connect(pg.app_dsn, autocommit=True) as held:
             for mode in ("immediate", "fast", "smart"):
-                pg.restart(mode)  # type: ignore[arg-type]
+                pg.restart(mode)
                 with psycopg.connect(pg.app_dsn) as conn:
                     assert conn.execute("SELECT x FROM kept").fetchall() == [(42,)]
                     now = conn.execute("SELECT pg_postmaster_start_time()").fetchone()

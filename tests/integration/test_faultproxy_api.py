@@ -258,7 +258,8 @@ def test_create_list_get_delete_with_the_library(
     created = toxiproxy.create_proxy(name, echo.address)
     assert created.enabled
     assert created.upstream == echo.address
-    assert created.host == "127.0.0.1" and created.port > 0
+    assert created.host == "127.0.0.1"
+    assert created.port > 0
     assert name in toxiproxy.proxies()
     assert toxiproxy.proxy(name).listen == created.listen
     with connect(created) as sock:
@@ -281,12 +282,16 @@ def test_create_answers_201_with_resolved_listen(toxiproxy: ToxiproxyServer) -> 
     )
     assert answer.status == 201
     body = answer.json()
-    assert body["name"] == name and body["upstream"] == "127.0.0.1:9"
-    assert body["enabled"] is True and body["toxics"] == []
+    assert body["name"] == name
+    assert body["upstream"] == "127.0.0.1:9"
+    assert body["enabled"] is True
+    assert body["toxics"] == []
     host, _, port = body["listen"].rpartition(":")
-    assert host == "127.0.0.1" and int(port) > 0
+    assert host == "127.0.0.1"
+    assert int(port) > 0
     listing = http(toxiproxy, "GET", "/proxies")
-    assert listing.status == 200 and listing.json()[name]["listen"] == body["listen"]
+    assert listing.status == 200
+    assert listing.json()[name]["listen"] == body["listen"]
 
 
 def test_create_disabled_does_not_listen(toxiproxy: ToxiproxyServer) -> None:
@@ -298,7 +303,8 @@ def test_create_disabled_does_not_listen(toxiproxy: ToxiproxyServer) -> None:
         "/proxies",
         {"name": name, "upstream": "127.0.0.1:9", "listen": f"127.0.0.1:{port}", "enabled": False},
     )
-    assert answer.status == 201 and answer.json()["enabled"] is False
+    assert answer.status == 201
+    assert answer.json()["enabled"] is False
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=WAIT).close()
 
@@ -318,7 +324,8 @@ def test_create_missing_fields(toxiproxy: ToxiproxyServer, body: Any, message: s
 @pytest.mark.parametrize("raw", [b"{", b"", b"[1]", b'{"name": 5, "upstream": "x:1"}'])
 def test_create_bad_body(toxiproxy: ToxiproxyServer, raw: bytes) -> None:
     status, message = api_error(http(toxiproxy, "POST", "/proxies", raw=raw))
-    assert status == 400 and message.startswith("bad request body: ")
+    assert status == 400
+    assert message.startswith("bad request body: ")
 
 
 def test_create_existing_name_is_409(toxiproxy: ToxiproxyServer, proxy: Proxy) -> None:
@@ -359,7 +366,7 @@ def test_get_unknown_proxy_is_404(toxiproxy: ToxiproxyServer) -> None:
         ("GET", "/proxies/nope/toxics/t"),
         ("DELETE", "/proxies/nope/toxics/t"),
     ]:
-        body = {} if method in ("POST", "PATCH") else None
+        body: dict[str, Any] | None = {} if method in ("POST", "PATCH") else None
         assert api_error(http(toxiproxy, method, path, body)) == (404, "proxy not found"), path
 
 
@@ -377,13 +384,15 @@ def test_update_keeps_omitted_fields_and_ignores_name(
         True,
     )
     answer = http(toxiproxy, method, f"/proxies/{proxy.name}", {"enabled": False})
-    assert answer.status == 200 and answer.json()["enabled"] is False
+    assert answer.status == 200
+    assert answer.json()["enabled"] is False
     assert answer.json()["upstream"] == proxy.upstream
 
 
 def test_delete_answers_204_empty(toxiproxy: ToxiproxyServer, proxy: Proxy) -> None:
     answer = http(toxiproxy, "DELETE", f"/proxies/{proxy.name}")
-    assert answer.status == 204 and answer.body == b""
+    assert answer.status == 204
+    assert answer.body == b""
     assert api_error(http(toxiproxy, "GET", f"/proxies/{proxy.name}")) == (404, "proxy not found")
 
 
@@ -424,7 +433,8 @@ def test_listen_change_closes_connections_and_moves(
         answer = http(
             toxiproxy, "POST", f"/proxies/{proxy.name}", {"listen": f"127.0.0.1:{new_port}"}
         )
-        assert answer.status == 200 and answer.json()["listen"] == f"127.0.0.1:{new_port}"
+        assert answer.status == 200
+        assert answer.json()["listen"] == f"127.0.0.1:{new_port}"
         assert wait_closed(sock) in ("eof", "reset")
     with socket.create_connection(("127.0.0.1", new_port), timeout=WAIT) as sock:
         round_trip(sock)
@@ -492,7 +502,8 @@ def test_metrics_count_both_directions_of_ended_connections(
     assert answer.headers["content-type"].startswith("text/plain; version=0.0.4; charset=utf-8")
     assert answer.headers.get("x-toxiproxy-request-id")
     for name in ("toxiproxy_proxy_received_bytes_total", "toxiproxy_proxy_sent_bytes_total"):
-        assert f"# HELP {name} " in lines and f"# TYPE {name} counter" in lines
+        assert f"# HELP {name} " in lines
+        assert f"# TYPE {name} counter" in lines
     assert answer.body.endswith(b"\n")
 
 
@@ -536,7 +547,7 @@ def test_toxic_defaults_and_answer_200(toxiproxy: ToxiproxyServer, proxy: Proxy)
     ],
 )
 def test_every_toxic_type_is_accepted(proxy: Proxy, kind: str, attributes: dict[str, int]) -> None:
-    toxic = proxy.add_toxic(kind, stream="upstream", toxicity=0.5, **attributes)
+    toxic = proxy.add_toxic(kind, stream="upstream", toxicity=0.5, **attributes)  # type: ignore[arg-type]
     assert (toxic.name, toxic.type, toxic.stream, toxic.toxicity) == (
         f"{kind}_upstream",
         kind,
@@ -548,7 +559,8 @@ def test_every_toxic_type_is_accepted(proxy: Proxy, kind: str, attributes: dict[
 
 def test_missing_attributes_are_zero(toxiproxy: ToxiproxyServer, proxy: Proxy) -> None:
     answer = http(toxiproxy, "POST", f"/proxies/{proxy.name}/toxics", {"type": "slow_close"})
-    assert answer.status == 200 and answer.json()["attributes"] == {"delay": 0}
+    assert answer.status == 200
+    assert answer.json()["attributes"] == {"delay": 0}
 
 
 def test_stream_is_case_insensitive(proxy: Proxy) -> None:
@@ -579,7 +591,8 @@ def test_toxic_errors(toxiproxy: ToxiproxyServer, proxy: Proxy) -> None:
 
     stream_error = "stream was invalid, can be either upstream or downstream"
     status, message = post(raw=b"{nope")
-    assert status == 400 and message.startswith("bad request body: ")
+    assert status == 400
+    assert message.startswith("bad request body: ")
     assert post({"type": "latency", "stream": ""}) == (400, stream_error)
     assert post({"type": "latency", "stream": "sideways"}) == (400, stream_error)
     assert post({"type": "nonsense"}) == (400, "invalid toxic type")
@@ -587,7 +600,8 @@ def test_toxic_errors(toxiproxy: ToxiproxyServer, proxy: Proxy) -> None:
     proxy.add_toxic("latency", name="taken", stream="upstream")
     assert post({"type": "noop", "name": "taken"}) == (409, "toxic already exists")
     status, message = post({"type": "latency", "name": "x", "attributes": {"latency": 1.5}})
-    assert status == 400 and message.startswith("bad request body: ")
+    assert status == 400
+    assert message.startswith("bad request body: ")
     # order of checks: body, stream, type, name conflict, attributes
     assert post({"type": "nonsense", "stream": "sideways"}) == (400, stream_error)
     assert post({"type": "nonsense", "name": "taken"}) == (400, "invalid toxic type")
@@ -604,7 +618,8 @@ def test_toxic_get_update_delete(toxiproxy: ToxiproxyServer, proxy: Proxy) -> No
     proxy.add_toxic("latency", latency=10, jitter=3)
     base = f"/proxies/{proxy.name}/toxics/latency_downstream"
     answer = http(toxiproxy, "GET", base)
-    assert answer.status == 200 and answer.json()["attributes"] == {"latency": 10, "jitter": 3}
+    assert answer.status == 200
+    assert answer.json()["attributes"] == {"latency": 10, "jitter": 3}
     answer = http(
         toxiproxy,
         "PATCH",
@@ -613,16 +628,20 @@ def test_toxic_get_update_delete(toxiproxy: ToxiproxyServer, proxy: Proxy) -> No
     )
     assert answer.status == 200
     assert answer.json()["attributes"] == {"latency": 20, "jitter": 3}
-    assert answer.json()["name"] == "latency_downstream" and answer.json()["type"] == "latency"
+    assert answer.json()["name"] == "latency_downstream"
+    assert answer.json()["type"] == "latency"
     updated = proxy.update_toxic("latency_downstream", toxicity=0.25, jitter=1)
-    assert updated.attributes == {"latency": 20, "jitter": 1} and updated.toxicity == 0.25
+    assert updated.attributes == {"latency": 20, "jitter": 1}
+    assert updated.toxicity == 0.25
     status, message = api_error(http(toxiproxy, "POST", base, {"attributes": {"latency": 0.5}}))
-    assert status == 400 and message.startswith("bad request body: ")
+    assert status == 400
+    assert message.startswith("bad request body: ")
     assert api_error(http(toxiproxy, "GET", f"{base}x")) == (404, "toxic not found")
     assert api_error(http(toxiproxy, "POST", f"{base}x", {})) == (404, "toxic not found")
     assert api_error(http(toxiproxy, "DELETE", f"{base}x")) == (404, "toxic not found")
     answer = http(toxiproxy, "DELETE", base)
-    assert answer.status == 204 and answer.body == b""
+    assert answer.status == 204
+    assert answer.body == b""
     assert proxy.toxics() == {}
     with pytest.raises(ToxiproxyNotFound):
         proxy.remove_toxic("latency_downstream")
@@ -639,7 +658,8 @@ def test_rejected_toxic_attributes(toxiproxy: ToxiproxyServer, proxy: Proxy) -> 
         {"type": "slicer", "attributes": {"average_size": 10, "size_variation": -1}},
     ):
         status, message = api_error(http(toxiproxy, "POST", path, body))
-        assert status == 400 and message.startswith("bad request body: "), body
+        assert status == 400, body
+        assert message.startswith("bad request body: "), body
     proxy.add_toxic("bandwidth", rate=10)
     answer = http(toxiproxy, "POST", f"{path}/bandwidth_downstream", {"attributes": {"rate": 0}})
     assert api_error(answer)[0] == 400
@@ -655,9 +675,11 @@ def test_reset_enables_and_clears_but_keeps_proxies(
     proxy.add_toxic("latency", latency=1000)
     proxy.disable()
     answer = http(toxiproxy, "POST", "/reset")
-    assert answer.status == 204 and answer.body == b""
+    assert answer.status == 204
+    assert answer.body == b""
     proxy.refresh()
-    assert proxy.enabled and proxy.toxics() == {}
+    assert proxy.enabled
+    assert proxy.toxics() == {}
     with connect(proxy) as sock:
         assert round_trip(sock) < 1.0
 
@@ -818,7 +840,8 @@ def test_timeout_drops_data_then_closes(proxy: Proxy) -> None:
         start = time.monotonic()
         sock.sendall(b"lost")
         data, how = read_until_closed(sock)
-        assert data == b"" and how in ("eof", "reset")
+        assert data == b""
+        assert how in ("eof", "reset")
         assert time.monotonic() - start >= 0.2
 
 
@@ -833,7 +856,8 @@ def test_timeout_zero_holds_until_removed_then_closes(proxy: Proxy) -> None:
         sock.settimeout(WAIT)
         proxy.remove_toxic("timeout_downstream")
         data, how = read_until_closed(sock)
-        assert data == b"" and how in ("eof", "reset")
+        assert data == b""
+        assert how in ("eof", "reset")
 
 
 def test_reset_peer_sends_rst(proxy: Proxy) -> None:
@@ -841,8 +865,12 @@ def test_reset_peer_sends_rst(proxy: Proxy) -> None:
     with connect(proxy) as sock:
         sock.sendall(b"trigger")
         with pytest.raises(ConnectionResetError):
-            while sock.recv(100):
-                pass
+            _read_to_the_end(sock)
+
+
+def _read_to_the_end(sock: socket.socket) -> None:
+    while sock.recv(100):
+        pass
 
 
 def test_reset_peer_added_live_cuts_at_the_next_chunk_with_a_fin(proxy: Proxy) -> None:
@@ -892,7 +920,8 @@ def test_limit_data_cuts_and_closes(proxy: Proxy) -> None:
     with connect(proxy) as sock:
         sock.sendall(b"x" * 1000)
         data, how = read_until_closed(sock)
-        assert data == b"x" * 100 and how == "eof"
+        assert data == b"x" * 100
+        assert how == "eof"
 
 
 def test_limit_data_count_survives_update(proxy: Proxy) -> None:
@@ -903,7 +932,8 @@ def test_limit_data_count_survives_update(proxy: Proxy) -> None:
         proxy.update_toxic("limit_data_downstream", bytes=8)
         sock.sendall(b"ghijkl")
         data, how = read_until_closed(sock)
-        assert data == b"gh" and how == "eof"
+        assert data == b"gh"
+        assert how == "eof"
 
 
 def test_noop_passes_everything(proxy: Proxy) -> None:
@@ -925,4 +955,5 @@ def test_two_servers_in_one_process(toxiproxy: ToxiproxyServer, echo: EchoServer
         assert theirs.name not in toxiproxy.proxy_names()
         with connect(theirs) as sock:
             round_trip(sock)
-    assert other.process is not None and other.process.poll() is not None
+    assert other.process is not None
+    assert other.process.poll() is not None

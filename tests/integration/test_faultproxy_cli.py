@@ -75,7 +75,8 @@ def test_bad_command_line_is_one_line_and_status_2(args: list[str]) -> None:
 
 def test_version_flag() -> None:
     done = run_cli("-version")
-    assert done.returncode == 0 and "faultproxy" in done.stdout
+    assert done.returncode == 0
+    assert "faultproxy" in done.stdout
 
 
 def test_api_port_in_use_is_status_2() -> None:
@@ -161,7 +162,8 @@ def test_port_zero_prints_the_port_bound() -> None:
     try:
         found = started.wait_line(API_LINE)
         version, host, port = found.group(1), found.group(2), int(found.group(3))
-        assert host == "127.0.0.1" and port > 0
+        assert host == "127.0.0.1"
+        assert port > 0
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/version", timeout=WAIT) as r:
             assert json.load(r)["version"] == version
     finally:
@@ -192,7 +194,8 @@ def test_config_says_what_it_started(tmp_path: Path) -> None:
     started = Started("-host", "127.0.0.1", "-port", "0", "-config", str(config))
     try:
         one = started.wait_line(r"proxy one listening on (127\.0\.0\.1:(\d+)), upstream (\S+)$")
-        assert int(one.group(2)) > 0 and one.group(3) == upstream
+        assert int(one.group(2)) > 0
+        assert one.group(3) == upstream
         started.wait_line(r"proxy two disabled")
         started.wait_line(rf"populated 2 proxies from {re.escape(str(config))}$")
         port = int(started.wait_line(API_LINE).group(3))
@@ -214,7 +217,8 @@ def test_config_with_a_name_twice_counts_the_proxies_that_exist(tmp_path: Path) 
         port = int(started.wait_line(API_LINE).group(3))
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/proxies", timeout=WAIT) as r:
             proxies = json.load(r)
-        assert list(proxies) == ["twice"] and proxies["twice"]["upstream"] == "127.0.0.1:9"
+        assert list(proxies) == ["twice"]
+        assert proxies["twice"]["upstream"] == "127.0.0.1:9"
     finally:
         assert started.stop() == 0
 

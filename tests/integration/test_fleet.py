@@ -104,15 +104,20 @@ def test_frozen_worker_keeps_its_backend_on_the_server(
 ) -> None:
     fleet = make_fleet()
     r = fleet.invoke("read")
-    assert r.ok and r.worker == "w1"
+    assert r.ok
+    assert r.worker == "w1"
     pid = fleet.worker("w1").os_pid
     backend = fleet.worker("w1").backend_pid
-    assert backend is not None and r.backend_pid == backend
+    assert backend is not None
+    assert r.backend_pid == backend
     # Parked after its invocation: SIGSTOPped, and its backend is still there, idle.
-    assert fleet.worker("w1").frozen and stopped(pid)
+    assert fleet.worker("w1").frozen
+    assert stopped(pid)
     row = activity(pg, backend)
-    assert row is not None and row[0] == "idle"
-    assert row[1] is not None and row[1].startswith("s=ft-")
+    assert row is not None
+    assert row[0] == "idle"
+    assert row[1] is not None
+    assert row[1].startswith("s=ft-")
 
 
 def test_blackholed_reclaimed_worker_leaves_a_zombie(
@@ -125,12 +130,14 @@ def test_blackholed_reclaimed_worker_leaves_a_zombie(
     fleet.resume("w1")
     assert p1.wait().ok
     zombie, control = fleet.worker("w1").backend_pid, fleet.worker("w2").backend_pid
-    assert zombie is not None and control is not None
+    assert zombie is not None
+    assert control is not None
     os_pids = fleet.worker("w1").os_pid, fleet.worker("w2").os_pid
 
     fleet.reclaim("w1", blackhole=True)
     fleet.reclaim("w2")
-    assert not alive(os_pids[0]) and not alive(os_pids[1])
+    assert not alive(os_pids[0])
+    assert not alive(os_pids[1])
     # The plain reclaim closes its socket, so the server ends that backend; the
     # blackholed one never hears of it: a true zombie.
     wait_until(lambda: activity(pg, control) is None, "the non-blackholed backend to end")
@@ -141,7 +148,8 @@ def test_blackholed_reclaimed_worker_leaves_a_zombie(
     assert fleet.invoke("read").ok  # a fresh worker, over a healed network
     assert activity(pg, zombie) is not None
     faults = [e.f for e in load_history(fleet.history.path) if isinstance(e, FaultEvent)]
-    assert faults.count("reclaim") == 2 and "heal" in faults
+    assert faults.count("reclaim") == 2
+    assert "heal" in faults
     fleet.close()
     wait_until(lambda: activity(pg, zombie) is None, "the zombie to end at teardown")
 
@@ -155,13 +163,15 @@ def test_thawed_worker_next_invocation_succeeds(make_fleet: MakeFleet) -> None:
     fleet.freeze("w1", blackhole=True)
     fleet.thaw("w1")
     r = fleet.invoke("write")
-    assert r.ok and r.worker == "w1", r
+    assert r.ok, r
+    assert r.worker == "w1", r
     assert fleet.worker("w1").backend_pid not in (None, first)
     # Past its lease (the worker's clock jumps ahead): fencing replaces the connection.
     second = fleet.worker("w1").backend_pid
-    fleet.clock_skew("w1", 10.0)
+    fleet.nemesis.clock_skew("w1", 10.0)
     r = fleet.invoke("read")
-    assert r.ok and r.worker == "w1", r
+    assert r.ok, r
+    assert r.worker == "w1", r
     assert fleet.worker("w1").backend_pid != second
     state = fleet.data.final_state()
     assert state.ledger_counts == {r_op: 1 for r_op in state.ledger_counts}
@@ -200,7 +210,8 @@ def test_freeze_mid_query_stops_the_worker_while_the_server_runs_it(
 ) -> None:
     fleet = make_fleet()
     p = fleet.nemesis.freeze_mid_query(seconds=0.5)
-    assert stopped(fleet.worker(p.worker).os_pid) and not p.done()
+    assert stopped(fleet.worker(p.worker).os_pid)
+    assert not p.done()
     backend = fleet.worker(p.worker).backend_pid
     assert backend is not None
     assert activity(pg, backend) is not None
@@ -217,7 +228,8 @@ def test_freeze_mid_tx_holds_the_transaction_open_until_thawed(
     backend = fleet.worker(p.worker).backend_pid
     assert backend is not None
     row = activity(pg, backend)
-    assert row is not None and row[0] == "idle in transaction"
+    assert row is not None
+    assert row[0] == "idle in transaction"
     fleet.thaw(p.worker)  # sends continue: it commits
     assert p.wait().ok
     with psycopg.connect(pg.app_dsn) as conn:
@@ -240,7 +252,8 @@ def test_freeze_mid_reap_holds_the_leader_lock(make_fleet: MakeFleet, pg: Postgr
     assert locks == (1,)
     fleet.thaw(p.worker)
     r = p.wait()
-    assert r.ok and r.result == {"decisions": []}
+    assert r.ok
+    assert r.result == {"decisions": []}
 
 
 # ------------------------------------------------------------------ network faults
@@ -255,11 +268,13 @@ def test_ack_lost_write_is_info_or_fail_and_leaves_at_most_one_row(
     assert r.type in ("info", "fail"), r
     state = fleet.data.final_state()
     rows = state.ledger_counts.get(r.op, 0)
-    assert rows <= 1 and (r.type == "info" or rows == 0)
+    assert rows <= 1
+    assert r.type == "info" or rows == 0
     assert state.counter == state.ledger_rows
     # The link is healed: the same worker's next write goes through.
     after = fleet.invoke("write")
-    assert after.ok and after.worker == "w1", after
+    assert after.ok, after
+    assert after.worker == "w1", after
 
 
 @pytest.mark.parametrize("mode", ["reset_peer", "disable"])
@@ -285,7 +300,8 @@ def test_terminate_backend_and_the_worker_reconnects(
     assert victim is not None
     wait_until(lambda: activity(pg, victim) is None, "the terminated backend to end")
     r = fleet.invoke("read")
-    assert r.ok and r.backend_pid != victim
+    assert r.ok
+    assert r.backend_pid != victim
 
 
 # ------------------------------------------------------------------ lifecycle and history
@@ -294,12 +310,15 @@ def test_terminate_backend_and_the_worker_reconnects(
 def test_worker_dying_at_init_is_recorded_as_a_crash(make_fleet: MakeFleet) -> None:
     fleet = make_fleet(client_class="harness.lease:NoSuchClient")
     r = fleet.invoke("read")
-    assert r.type == "fail" and r.error is not None and r.error.cls == "WorkerCrashed"
+    assert r.type == "fail"
+    assert r.error is not None
+    assert r.error.cls == "WorkerCrashed"
     crashes = [
         e for e in load_history(fleet.history.path) if isinstance(e, WorkerEvent) and e.f == "crash"
     ]
     assert len(crashes) == 1
-    assert crashes[0].exitcode == 1 and "NoSuchClient" in (crashes[0].detail or "")
+    assert crashes[0].exitcode == 1
+    assert "NoSuchClient" in (crashes[0].detail or "")
 
 
 def test_history_has_the_expected_events(make_fleet: MakeFleet) -> None:
@@ -324,12 +343,15 @@ def test_history_has_the_expected_events(make_fleet: MakeFleet) -> None:
         ("invoke", "slow_read"),
         ("ok", "slow_read"),
     ]
-    assert ops[0].value == {"op_id": w.op, "amount": 5} and ops[0].lease_valid is True
+    assert ops[0].value == {"op_id": w.op, "amount": 5}
+    assert ops[0].lease_valid is True
     assert all(e.process == 0 and e.worker == "w1" for e in ops)
     assert any(isinstance(e, BackendEvent) and e.worker == "w1" for e in events)
     faults = [(e.f, e.value.get("cause")) for e in events if isinstance(e, FaultEvent)]
-    assert ("freeze", "idle") in faults and ("thaw", "invoke") in faults
-    assert ("freeze_mid_query", "fault") in faults and faults[-1][0] == "reclaim"
+    assert ("freeze", "idle") in faults
+    assert ("thaw", "invoke") in faults
+    assert ("freeze_mid_query", "fault") in faults
+    assert faults[-1][0] == "reclaim"
     assert not any(isinstance(e, WorkerEvent) and e.f in ("exit", "crash") for e in events)
     assert all(a.time <= b.time for a, b in itertools.pairwise(ops))
 
@@ -342,14 +364,19 @@ def test_interrupted_run_tears_down_frozen_and_paused_workers(
     config = FleetConfig(lease=lease("ft-interrupted"), max_workers=3)
     before = toxiproxy.proxy_names()
     pids: list[int] = []
-    with pytest.raises(KeyboardInterrupt), Fleet(pg, toxiproxy, tmp_path / "h.jsonl", config) as f:
-        f.nemesis.freeze_mid_tx()
-        f.nemesis.freeze_mid_query(seconds=30.0)
-        p = f.start("long_tx")
-        f.log.wait_paused(p.worker, "tx", after=p.since)  # paused, not frozen
-        pids = [f.worker(w).os_pid for w in f.worker_names()]
-        assert len(pids) == 3
-        raise KeyboardInterrupt
+
+    def interrupted_mid_schedule() -> None:
+        with Fleet(pg, toxiproxy, tmp_path / "h.jsonl", config) as f:
+            f.nemesis.freeze_mid_tx()
+            f.nemesis.freeze_mid_query(seconds=30.0)
+            p = f.start("long_tx")
+            f.log.wait_paused(p.worker, "tx", after=p.since)  # paused, not frozen
+            pids.extend(f.worker(w).os_pid for w in f.worker_names())
+            assert len(pids) == 3
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted_mid_schedule()
     assert not any(alive(pid) for pid in pids)
     assert toxiproxy.proxy_names() == before
     assert_no_leftover_processes()

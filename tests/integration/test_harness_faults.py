@@ -20,7 +20,6 @@ import psycopg
 import pytest
 
 from harness.infra.toxiproxy import ToxiproxyServer
-from harness.wait import poll
 from tests.integration.runner_support import Runner
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,7 +41,8 @@ def _scenario(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 def _never_the_clients_fault(code: int, out: str) -> None:
     assert code == 2, out
-    assert "FAILS" not in out and ": fail " not in out, out
+    assert "FAILS" not in out, out
+    assert ": fail " not in out, out
 
 
 def test_a_proxy_that_loses_bytes_is_caught_by_the_canary(tmp_path: Path) -> None:
@@ -82,7 +82,7 @@ def runners() -> Iterator[list[Runner]]:
     for r in made:
         if r.proc.poll() is None:
             os.killpg(r.proc.pid, signal.SIGKILL)
-            r.finish()
+        r.finish()
 
 
 def _admin_socket(r: Runner) -> str:
@@ -110,21 +110,20 @@ def test_a_sampler_that_falls_behind_makes_the_run_unjudged(runners: list[Runner
             os.kill(row[0], signal.SIGCONT)
     code, out = r.finish(timeout=120)
     _never_the_clients_fault(code, out)
-    assert "NOT JUDGED" in out and "pg_stat_activity sample" in out
+    assert "NOT JUDGED" in out
+    assert "pg_stat_activity sample" in out
 
 
 def test_a_workers_proxy_that_vanishes_is_the_harness_fault(runners: list[Runner]) -> None:
     with ToxiproxyServer(kind="faultproxy") as proxies:
         r = Runner(("thaw_storm",), env={"TOXIPROXY_URL": proxies.url})
         runners.append(r)
-        r.wait_for_line(r"step 2/")
-        victims = poll(
-            lambda: [n for n in proxies.proxy_names() if n.endswith("-w1")] or None,
-            timeout=30,
-            what="worker w1's proxy",
-        )
+        r.wait_for_line(r"step 5/")  # letting leases expire: two workers live, parked
+        victims = [n for n in proxies.proxy_names() if not n.startswith("thawproof-canary")]
+        assert victims, "the run has no worker proxies"
         for name in victims:
             proxies.delete_proxy(name)  # behind the fleet's back: no fault says so
         code, out = r.finish(timeout=120)
     _never_the_clients_fault(code, out)
-    assert "proxy" in out and ("is gone" in out or "not found" in out), out
+    assert "proxy" in out, out
+    assert "is gone" in out or "not found" in out, out

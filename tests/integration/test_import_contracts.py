@@ -67,4 +67,5 @@ def test_a_deliberate_violation_breaks_its_contract(
     done = _lint(tmp_path)
     assert done.returncode != 0, done.stdout
     broken = [ln for ln in done.stdout.splitlines() if ln.endswith("BROKEN")]
-    assert len(broken) == 1 and broken[0].startswith(contract), done.stdout
+    assert len(broken) == 1, done.stdout
+    assert broken[0].startswith(contract), done.stdout

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.wait import poll
 from tests.integration.runner_support import Runner
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,7 +34,7 @@ def runners() -> Iterator[list[Runner]]:
     for r in made:  # a failed test must not leave a runner behind either
         if r.proc.poll() is None:
             os.killpg(r.proc.pid, signal.SIGKILL)
-            r.finish()
+        r.finish()
 
 
 def _start(runners: list[Runner], *args: str) -> Runner:
@@ -66,8 +67,15 @@ def test_one_signal_stops_all(runners: list[Runner], moment: str, signum: int) -
 def test_a_signal_during_teardown_still_leaves_nothing(runners: list[Runner]) -> None:
     r = _start(runners, "thaw_storm")
     r.wait_for_line(r"settling for")
+    live = r.live_processes()
     r.signal(signal.SIGTERM)
-    r.signal(signal.SIGTERM)  # a second one while the first is being torn down
+    # teardown has begun once the first of its processes is released; then two more
+    poll(
+        lambda: True if r.live_processes() < live or r.proc.poll() is not None else None,
+        timeout=30,
+        what="the run's teardown to release a process",
+    )
+    r.signal(signal.SIGTERM)
     r.signal(signal.SIGINT)
     code, out = r.finish(timeout=30)
     assert code == 128 + signal.SIGTERM, out

@@ -66,15 +66,15 @@ def test_lease_travels_in_the_startup_packet(
         client.connect()
         (connect,) = rec.of("on_connect")
         pid = client.backend_pid
-        assert pid is not None and connect["backend_pid"] == pid
+        assert pid is not None
+        assert connect["backend_pid"] == pid
         # no statement was needed to set it
         assert rec.of("on_query_start") == []
         name = app_name_of(admin, pid)
         assert name == connect["application_name"] == client.application_name
         lease = token.verify(name, svc, SECRET)
-        assert lease is not None and lease.expiry == pytest.approx(
-            connect["lease_expiry"], abs=1e-3
-        )
+        assert lease is not None
+        assert lease.expiry == pytest.approx(connect["lease_expiry"], abs=1e-3)
         assert client.lease_expiry == connect["lease_expiry"]
 
 
@@ -88,10 +88,12 @@ def test_heartbeat_renews_the_lease_seen_by_the_server(
     with LeaseClient(pg.app_dsn, cfg, rec.hooks("on_heartbeat", "on_connect")) as client:
         client.execute("SELECT 1")
         pid, first = client.backend_pid, client.lease_expiry
-        assert pid is not None and first is not None
+        assert pid is not None
+        assert first is not None
         clock.now += 50  # 40 s left: nothing to do
         client.execute("SELECT 1")
-        assert rec.of("on_heartbeat") == [] and client.lease_expiry == first
+        assert rec.of("on_heartbeat") == []
+        assert client.lease_expiry == first
         clock.now += 15  # 25 s left: renew before the statement
         client.execute("SELECT 1")
         assert client.backend_pid == pid, "renewal keeps the connection"
@@ -99,7 +101,8 @@ def test_heartbeat_renews_the_lease_seen_by_the_server(
         assert beat["previous_expiry"] == first
         assert client.lease_expiry == beat["lease_expiry"] == pytest.approx(clock.now + 90)
         lease = token.verify(app_name_of(admin, pid), svc, SECRET)
-        assert lease is not None and lease.expiry == pytest.approx(client.lease_expiry, abs=1e-3)
+        assert lease is not None
+        assert lease.expiry == pytest.approx(client.lease_expiry, abs=1e-3)
         assert len(rec.of("on_connect")) == 1
 
 
@@ -137,7 +140,8 @@ def test_thawed_client_with_expired_lease_reconnects_instead_of_using_the_old_co
         assert client.execute("SELECT 2") == [(2,)]
         assert client.backend_pid != old
         (dead,) = rec.of("on_client_dead")
-        assert dead["backend_pid"] == old and dead["deliberate"]
+        assert dead["backend_pid"] == old
+        assert dead["deliberate"]
         assert rec.of("on_heartbeat") == [], "must not renew an expired lease in place"
         (start,) = rec.of("on_query_start")
         assert start["backend_pid"] == client.backend_pid
@@ -167,7 +171,8 @@ def test_heartbeat_in_a_rolled_back_transaction_is_forgotten(
             client.transaction(fn)
         assert client.lease_expiry == before
         lease = token.verify(app_name_of(admin, pid), svc, SECRET)
-        assert lease is not None and lease.expiry == pytest.approx(before, abs=1e-3)
+        assert lease is not None
+        assert lease.expiry == pytest.approx(before, abs=1e-3)
 
 
 def test_backend_terminated_while_idle_reconnects_and_runs_the_write_once(
@@ -188,7 +193,8 @@ def test_backend_terminated_while_idle_reconnects_and_runs_the_write_once(
         assert client.backend_pid != pid
         assert client.execute(f"SELECT count(*) FROM {table}") == [(1,)]
         (dead,) = rec.of("on_client_dead")
-        assert dead["backend_pid"] == pid and not dead["deliberate"]
+        assert dead["backend_pid"] == pid
+        assert not dead["deliberate"]
         assert rec.of("on_query_error") == []
 
 
@@ -207,7 +213,8 @@ def test_hot_path_poll_finds_a_backend_terminated_while_idle(
     table = f"h_{svc.replace('-', '_')}"
     rec = Recorder()
     with LeaseClient(pg.app_dsn, config(svc, lease_ttl=60.0), rec.hooks("on_client_dead")) as c:
-        assert not c._observe_queries and c._fast_execute
+        assert not c._observe_queries
+        assert c._fast_execute
         c.execute(f"CREATE TABLE {table} (id serial PRIMARY KEY)")
         for _ in range(3):
             pid = c.backend_pid
@@ -218,7 +225,8 @@ def test_hot_path_poll_finds_a_backend_terminated_while_idle(
             assert c.backend_pid != pid
         assert c.execute(f"SELECT count(*) FROM {table}") == [(3,)]
         dead = rec.of("on_client_dead")
-        assert len(dead) == 3 and not any(d["deliberate"] for d in dead)
+        assert len(dead) == 3
+        assert not any(d["deliberate"] for d in dead)
 
 
 def test_hot_path_fences_a_thawed_connection(
@@ -237,13 +245,15 @@ def test_hot_path_fences_a_thawed_connection(
         assert client.execute("SELECT 2") == [(2,)]
         assert client.backend_pid != old
         (dead,) = rec.of("on_client_dead")
-        assert dead["backend_pid"] == old and dead["deliberate"]
+        assert dead["backend_pid"] == old
+        assert dead["deliberate"]
         assert rec.of("on_heartbeat") == []
         wait_gone(admin, old)
         clock.now += 61  # 29 s left: renewed before the statement, same connection
         pid = client.backend_pid
         client.execute("SELECT 3")
-        assert client.backend_pid == pid and len(rec.of("on_heartbeat")) == 1
+        assert client.backend_pid == pid
+        assert len(rec.of("on_heartbeat")) == 1
 
 
 def test_reused_cursor_keeps_every_result_apart(pg: PostgresServer) -> None:
@@ -258,7 +268,8 @@ def test_reused_cursor_keeps_every_result_apart(pg: PostgresServer) -> None:
         assert cache is not None
         cur = cache.cursor
         second = client.execute("SELECT 2")
-        assert (first, second) == ([(1,)], [(2,)]) and first is not second
+        assert (first, second) == ([(1,)], [(2,)])
+        assert first is not second
         assert cache.cursor is cur, "small results reuse the cursor"
         assert client.execute("SET work_mem = '4MB'") == []
         assert client.execute("SELECT %s::int + 1", (41,)) == [(42,)]
@@ -269,7 +280,8 @@ def test_reused_cursor_keeps_every_result_apart(pg: PostgresServer) -> None:
         big = client.execute("SELECT g FROM generate_series(1, 1000) g")
         assert [r[0] for r in big] == list(range(1, 1001))
         assert cache.cursor is not cur, "the cursor that held 1000 rows was let go"
-        assert client.execute("SELECT 4") == [(4,)] and client.backend_pid == pid
+        assert client.execute("SELECT 4") == [(4,)]
+        assert client.backend_pid == pid
         assert client.execute("DO $$ BEGIN END $$") == []
 
 
@@ -472,7 +484,8 @@ def test_outcome_unknown_is_not_re_run(pg: PostgresServer, admin: psycopg.Connec
         assert client.execute(f"SELECT count(*) FROM {table}") == [(0,)]
         # and an idempotent statement is re-run instead
         pid2 = client.backend_pid
-        assert pid2 is not None and backend_alive(admin, pid2)
+        assert pid2 is not None
+        assert backend_alive(admin, pid2)
         results: list[object] = []
         t = threading.Thread(
             target=lambda: results.append(

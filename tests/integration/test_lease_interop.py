@@ -144,7 +144,7 @@ class AequorDriver:
         params = conninfo_to_dict(pg.app_dsn)
         conn = {
             "host": params["host"],
-            "port": int(params["port"]),
+            "port": int(str(params["port"])),
             "user": params["user"],
             "password": params.get("password"),
             "database": params["dbname"],
@@ -286,7 +286,8 @@ def test_aequor_and_python_reap_each_others_zombies(
     ).fetchone()
     assert row is not None
     minted = token.verify(row[0], svc, SECRET)  # pg-aequor's lease, verified here
-    assert minted is not None and minted.service == token.service_tag(svc)
+    assert minted is not None
+    assert minted.service == token.service_tag(svc)
     assert token.verify(row[0], svc, SECRET + "x") is None
     with LeaseClient(pg.app_dsn, config(svc)) as py:
         py.connect()
@@ -408,7 +409,8 @@ def test_a_live_aequor_leader_does_not_stop_a_python_pass(
         assert aequor_lock_holder(admin, svc) == holder
         py.reap_now()
         events = rec.of("on_reap")
-        assert events[0]["event"] == "locked" and events[0]["aequor_lock"] is False
+        assert events[0]["event"] == "locked"
+        assert events[0]["aequor_lock"] is False
         assert events[-1]["event"] == "pass_end"
         node.call("resume")
         assert node.wait_event("reap")["locked"] is True
@@ -455,7 +457,8 @@ def test_a_frozen_aequor_leader_keeps_its_key_and_our_reaper_reaps_it(
     before_kill = passes[:-1]
     # Every pass before the kill led (on our key), was refused pg-aequor's key, and
     # found it still held by the frozen leader, long after our lock timeout.
-    assert before_kill and all(a is False and h == holder for _, a, h in before_kill)
+    assert before_kill
+    assert all(a is False and h == holder for _, a, h in before_kill)
     assert before_kill[-1][0] > lock_timeout * 3
     assert not rec.of("on_reap", "busy")
     wait_for(lambda: aequor_lock_holder(admin, svc) is None, "pg-aequor's lock to be released")
@@ -512,7 +515,8 @@ def test_a_frozen_python_reaper_gives_aequor_its_key_back_within_its_timeout(
     try:
         assert child.stdout is not None
         line = wait_for(child.stdout.readline, "the child reaper to lead", 30).split()
-        assert line[0] == "LOCKED" and line[2] == "True"
+        assert line[0] == "LOCKED"
+        assert line[2] == "True"
         child_backend = int(line[1])
         os.kill(child.pid, signal.SIGSTOP)
         stopped = True

@@ -105,7 +105,8 @@ def test_ledger_entries_carry_the_row_acted_on(pg: PostgresServer) -> None:
     (entry,) = ledger
     assert entry["pid"] == pid
     assert entry["application_name"] == app
-    assert entry["state"] == "idle" and entry["state_change"]
+    assert entry["state"] == "idle"
+    assert entry["state_change"]
     assert entry["lease_expiry_ms"] < time.time() * 1000
     assert rec.of("on_reap", "scanned")[0]["candidates"] == [pid]
     assert rec.of("on_reap", "pass_end")[0]["killed"] == 1
@@ -199,7 +200,8 @@ def test_concurrent_reapers_never_run_two_passes_at_once(pg: PostgresServer) -> 
                 intervals.append((a["server_at"], b["server_at"]))
         intervals.sort()
         busy = sum(len(r.of("on_reap", "busy")) for r in recorders)
-        assert len(intervals) + busy == 4 * 8 and intervals
+        assert len(intervals) + busy == 4 * 8
+        assert intervals
         for (_, end), (nxt, _) in itertools.pairwise(intervals):
             assert end < nxt, f"two passes held the lock at once: {intervals}"
         # "killed" = SIGTERM delivered: a backend still exiting may be signalled again by
@@ -213,7 +215,8 @@ def test_concurrent_reapers_never_run_two_passes_at_once(pg: PostgresServer) -> 
         zombie_rows = {
             (z.info.backend_pid, z.info.parameter_status("application_name")) for z in zombies
         }
-        assert kills <= zombie_rows and kills
+        assert kills <= zombie_rows
+        assert kills
     finally:
         for c in clients:
             c.close()
@@ -261,7 +264,8 @@ def test_a_leading_pass_holds_aequors_key_and_a_busy_one_does_not(
                 (reaper.config.lock_namespace, token.service_tag(svc)),
             )
             reaper.reap_now()
-            assert rec.of("on_reap", "busy") and held[-1] == []
+            assert rec.of("on_reap", "busy")
+            assert held[-1] == []
             other.execute("COMMIT")
     off = Recorder()
     with LeaseClient(
@@ -416,13 +420,15 @@ def test_worker_frozen_mid_transaction_is_reaped_and_fenced_on_thaw(
                 lambda: [e for e in reaper.reap_now() if e["pid"] == pid],
                 "the frozen worker's lease to expire and be reaped",
             )
-        assert ledger[0]["result"] == "killed" and ledger[0]["state"] == "idle in transaction"
+        assert ledger[0]["result"] == "killed"
+        assert ledger[0]["state"] == "idle in transaction"
         wait_gone(admin, pid)
     finally:
         thaw.set()
         t.join(30)
         worker.close()
-    assert len(outcome) == 1 and isinstance(outcome[0], LeaseExpired), outcome
+    assert len(outcome) == 1, outcome
+    assert isinstance(outcome[0], LeaseExpired), outcome
     with psycopg.connect(pg.app_dsn, autocommit=True) as check:
         assert check.execute(f"SELECT n FROM {table}").fetchall() == [(0,)]
 

@@ -29,7 +29,8 @@ def test_sampler_sees_backends_come_and_go(pg: PostgresServer, tmp_path: Path) -
         seen = sampler.wait_for(_has_app("observed"), timeout=10)
         row = next(r for r in seen.rows if r.application_name == "observed")
         assert row.pid == conn.info.backend_pid
-        assert row.state == "idle" and row.usename == pg.app_role
+        assert row.state == "idle"
+        assert row.usename == pg.app_role
         conn.close()
         sampler.wait_for(lambda s: not _has_app("observed")(s), timeout=10)
     on_disk = load_samples(path)
@@ -51,7 +52,8 @@ def test_sampler_rides_out_a_restart_and_log_names_terminations() -> None:
             sampler.wait_for(_has_app("after"), timeout=20)
             after.close()
             victim.close()
-        assert sampler.errors >= 1 and sampler.gaps, "the restart should show as a gap"
+        assert sampler.errors >= 1, "the restart should show as a gap"
+        assert sampler.gaps, "the restart should show as a gap"
         logged = terminations_from_log(cluster.read_log())
     assert victim_pid in logged
     check = cross_check_kills([victim_pid], logged)

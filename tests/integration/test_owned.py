@@ -59,7 +59,8 @@ def test_the_watchdog_cleans_up_after_a_sigkilled_owner() -> None:
     proc, records, d, child = _owner(watchdog=True)
     started = start_time(child)
     head, live = read_records(records)
-    assert head["watchdog"] and {r.kind for r in live} == {"dir", "process"}
+    assert head["watchdog"]
+    assert {r.kind for r in live} == {"dir", "process"}
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     poll(lambda: _gone(d, child, started), timeout=10, what="the watchdog to clean up")
@@ -70,9 +71,9 @@ def test_a_dead_run_without_its_watchdog_is_cleaned_by_the_next_run() -> None:
     proc, records, d, child = _owner(watchdog=False)
     started = start_time(child)
     clean_dead_runs()  # the owner is alive: none of its records may be touched
-    assert records.exists() and d.exists() and same_process(child, started), (
-        "a live owner's things were touched"
-    )
+    assert records.exists(), "a live owner's things were touched"
+    assert d.exists(), "a live owner's things were touched"
+    assert same_process(child, started), "a live owner's things were touched"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     cleaned = clean_dead_runs()

@@ -54,7 +54,7 @@ def test_restart_keeps_data_and_ends_backends(tmp_path: Path) -> None:
             conn.execute("INSERT INTO kept VALUES (42)")
         held = psycopg.connect(cluster.app_dsn, autocommit=True)
         for mode in ("immediate", "fast"):
-            cluster.restart(mode)  # type: ignore[arg-type]
+            cluster.restart(mode)
             with psycopg.connect(cluster.app_dsn) as conn:
                 assert conn.execute("SELECT x FROM kept").fetchall() == [(42,)]
         with pytest.raises(psycopg.OperationalError):
@@ -66,8 +66,10 @@ def test_teardown_leaves_no_process_and_no_directory() -> None:
     with LocalCluster(max_connections=10) as cluster:
         root = cluster.root
         pid = cluster.postmaster_pid()
-        assert root is not None and root.exists()
-        assert pid is not None and _pid_alive(pid)
+        assert root is not None
+        assert root.exists()
+        assert pid is not None
+        assert _pid_alive(pid)
     assert not root.exists()
     assert not _pid_alive(pid)
 
@@ -78,7 +80,8 @@ def test_teardown_on_exception_path() -> None:
     with pytest.raises(RuntimeError, match="boom"), cluster:
         raise RuntimeError("boom")
     assert cluster.root is None
-    assert pid is not None and not _pid_alive(pid)
+    assert pid is not None
+    assert not _pid_alive(pid)
 
 
 def test_teardown_at_interpreter_exit() -> None:

@@ -57,10 +57,17 @@ def test_server_that_exits_is_reported_with_its_status(tmp_path: Path) -> None:
 def test_started_server_is_reaped_on_error() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("TOXIPROXY_URL", "TOXIPROXY_SERVER")}
     server = ToxiproxyServer(env=env, kind="faultproxy")
-    with pytest.raises(RuntimeError, match="boom"), server:
-        assert server.process is not None and server.process.poll() is None
-        raise RuntimeError("boom")
-    assert server.process is not None and server.process.poll() is not None
+
+    def fail_inside() -> None:
+        with server:
+            assert server.process is not None
+            assert server.process.poll() is None
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fail_inside()
+    assert server.process is not None
+    assert server.process.poll() is not None
 
 
 # -- byte counts (the harness's check on itself) --------------------------------------

@@ -208,11 +208,11 @@ class H:
         until: float = 0.0,
         state: str | None = "idle",
         state_change: float | None = 0.0,
-        idle_for: float | None = None,
-        at: float | None = None,
-        reaper_pid: int | None = None,
+        **clocks: Any,
     ) -> H:
-        """A ledger entry; ``at`` (the reaper's clock) is a monotonic time, as ``t``."""
+        """A ledger entry. ``clocks``: ``idle_for`` (s), ``at`` (the reaper's clock, a
+        monotonic time like ``t``), ``reaper_pid``."""
+        at = clocks.get("at")
         app = app if app is not None else lease(f"p{pid}", until)
         sc = None if state_change is None else wall(state_change)
         self.events.append(
@@ -226,9 +226,9 @@ class H:
                 None,
                 t,
                 wall(t),
-                idle_for=idle_for,
+                idle_for=clocks.get("idle_for"),
                 at=None if at is None else wall(at),
-                reaper_pid=reaper_pid,
+                reaper_pid=clocks.get("reaper_pid"),
             )
         )
         return self

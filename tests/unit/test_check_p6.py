@@ -92,13 +92,16 @@ def violated(v: Verdict, *expected: str) -> dict[str, Any]:
 def test_p6_holds_for_a_pass_that_keeps_every_rule() -> None:
     v = check_p6(recorded(a_pass(zombies()), [before(), sample(10.2)]))
     holds(v)
-    assert v.measured["kills"] == 2 and v.measured["passes"] == 1
-    assert v.measured["unfinished_passes"] == 0 and v.measured["entries_outside_passes"] == 0
+    assert v.measured["kills"] == 2
+    assert v.measured["passes"] == 1
+    assert v.measured["unfinished_passes"] == 0
+    assert v.measured["entries_outside_passes"] == 0
 
 
 def test_p6_cannot_be_judged_when_the_sampler_fell_behind() -> None:
     v = check_p6(recorded(a_pass(zombies()), [], sample_interval=0.05))
-    assert v.unknown and "no pg_stat_activity sample" in v.summary
+    assert v.unknown
+    assert "no pg_stat_activity sample" in v.summary
 
 
 # ------------------------------------------------------------------ the rules of choice
@@ -113,7 +116,8 @@ def test_p6_fails_on_a_kill_of_a_backend_without_a_valid_lease_of_the_service(ap
     h = zombies()
     a_pass(h, pids=(101,), app=app)
     ev = violated(check_p6(recorded(h, [before()])), "P6-lease")
-    assert "backend 101" in ev["explain"] and "t=+10.010s" in ev["explain"]
+    assert "backend 101" in ev["explain"]
+    assert "t=+10.010s" in ev["explain"]
 
 
 def test_p6_fails_on_a_kill_inside_the_grace_by_the_reapers_own_clock() -> None:
@@ -178,7 +182,8 @@ def test_p6_and_p5_fail_on_a_denied_attempt_on_a_superuser_session() -> None:
     su = row(777, lease("5uperU5r", 5.0), "idle", 1.1, usename="postgres", superuser=True)
     r = recorded(h, [before(9.9, su)])
     ev = violated(check_p6(r), "P6-protected")
-    assert "tried to kill (denied)" in ev["explain"] and "'postgres'" in ev["explain"]
+    assert "tried to kill (denied)" in ev["explain"]
+    assert "'postgres'" in ev["explain"]
     violated(check_p5(r), "P5-foreign")
 
 
@@ -235,14 +240,16 @@ def test_p6_fails_on_a_pass_that_chose_more_than_its_maximum() -> None:
     h = zombies().backend("w4", 104, 0.7, until=5.2, instance="w4a")
     a_pass(h, pids=(101, 104, 103), app=None)
     ev = violated(check_p6(recorded(h, [])), "P6-max")
-    assert "3 backends" in ev["explain"] and "maximum 2" in ev["explain"]
+    assert "3 backends" in ev["explain"]
+    assert "maximum 2" in ev["explain"]
 
 
 def test_p6_fails_on_a_pass_that_killed_the_newer_lease_first() -> None:
     h = zombies()
     a_pass(h, pids=(103, 101))  # 103's lease (t=5.5) is newer than 101's (t=5)
     ev = violated(check_p6(recorded(h, [before()])), "P6-order")
-    assert "backend 101" in ev["explain"] and "after backend 103" in ev["explain"]
+    assert "backend 101" in ev["explain"]
+    assert "after backend 103" in ev["explain"]
 
 
 def test_p6_fails_on_a_pass_that_killed_what_it_had_not_decided() -> None:
@@ -256,7 +263,8 @@ def test_p6_fails_when_two_passes_hold_the_lock_at_once() -> None:
     a_pass(h, 10.0, pids=(101,))  # w2 holds the lock over [10.0, 10.02]
     a_pass(h, 10.01, pids=(), reaper="w5", reaper_pid=905)  # w5 takes it at 10.01
     ev = violated(check_p6(recorded(h, [before()])), "P6-leader")
-    assert "reaper w5" in ev["explain"] and "while reaper w2" in ev["explain"]
+    assert "reaper w5" in ev["explain"]
+    assert "while reaper w2" in ev["explain"]
 
 
 def test_p6_fails_when_a_pass_takes_the_lock_inside_another_that_never_ended() -> None:
@@ -275,7 +283,8 @@ def test_p6_holds_for_passes_one_after_the_other_and_an_unfinished_one() -> None
     a_pass(h, 10.03, pids=(103,), reaper="w6", reaper_pid=906)
     v = check_p6(recorded(h, [before()]))
     holds(v)
-    assert v.measured["passes"] == 3 and v.measured["unfinished_passes"] == 1
+    assert v.measured["passes"] == 3
+    assert v.measured["unfinished_passes"] == 1
 
 
 def test_p6_judges_a_ledger_entry_outside_any_recorded_pass() -> None:

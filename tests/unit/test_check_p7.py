@@ -49,7 +49,8 @@ def violated(v: Verdict, *expected: str) -> dict[str, Any]:
 def test_p7_holds_for_a_client_that_keeps_the_protocol() -> None:
     v = check_p7(recorded(client(), server()))
     holds(v)
-    assert v.measured["statements"] == 2 and v.measured["renewals"] == 1
+    assert v.measured["statements"] == 2
+    assert v.measured["renewals"] == 1
     assert v.measured["fence_checked"] is True
 
 
@@ -69,7 +70,8 @@ def test_p7_cannot_be_judged_when_the_sampler_fell_behind() -> None:
 def test_p7_fails_when_the_server_shows_a_lease_never_confirmed_and_the_client_goes_on() -> None:
     shown = sample(3.0, row(101, lease("w1a", 7.0), "idle", 1.1))
     ev = violated(check_p7(recorded(client(), [*server(), shown])), "P7-unconfirmed")
-    assert "backend 101 of worker w1" in ev["explain"] and "t=+3.000s" in ev["explain"]
+    assert "backend 101 of worker w1" in ev["explain"]
+    assert "t=+3.000s" in ev["explain"]
 
 
 def test_p7_allows_an_unconfirmed_renewal_the_client_then_dropped() -> None:
@@ -134,7 +136,8 @@ def test_p7_fails_on_a_send_on_a_lease_already_within_the_fence_at_the_invoke() 
     h = client_first_lease().fault("freeze", 2.0, "w1").fault("thaw", 4.9, "w1")
     h = late_op(h, 4.95, 4.96)
     ev = violated(check_p7(recorded(h, first_lease_shown())), "P7-fence")
-    assert "0.050s left" in ev["explain"] and "op w1-" in ev["explain"]
+    assert "0.050s left" in ev["explain"]
+    assert "op w1-" in ev["explain"]
 
 
 def test_p7_fails_on_a_send_long_after_the_fence_by_running_time() -> None:

@@ -134,7 +134,8 @@ def test_p1b_kill_of_a_thawed_worker_with_an_op_in_progress() -> None:
     reap_101(h)
     h.ok(op, 10.5)
     e = violated(check_p1(run(h)), "P1b")
-    assert e["worker"] == "w1" and [o["op"] for o in e["ops"]] == [op]
+    assert e["worker"] == "w1"
+    assert [o["op"] for o in e["ops"]] == [op]
     assert e["frozen_intervals"][0]["by"] == "freeze"
 
 
@@ -252,7 +253,8 @@ def test_p2_holds_and_measures_convergence() -> None:
     holds(v)
     assert v.measured["convergence_s"] == pytest.approx(2.0)
     assert v.measured["bound_s"] == pytest.approx(4.0)
-    assert v.measured["within_bound"] and v.measured["reached"]
+    assert v.measured["within_bound"]
+    assert v.measured["reached"]
     assert "converged in 2.000s against a bound of 4.000s" in v.summary
 
 
@@ -283,9 +285,12 @@ def test_p2_too_many_clients_after_the_deadline() -> None:
 
 def test_p2_not_reached_is_unknown_never_ok() -> None:
     v = check_p2(p2_run(lambda t: 9, invoke_at=5.0))
-    assert v.unknown and not v.ok and not v.failed
+    assert v.unknown
+    assert not v.ok
+    assert not v.failed
     assert v.measured["reached"] is False
-    assert v.summary.startswith("NOT JUDGED") and "no invocation arrived" in v.summary
+    assert v.summary.startswith("NOT JUDGED")
+    assert "no invocation arrived" in v.summary
 
 
 def test_p2_routine_parking_does_not_move_the_anchor() -> None:
@@ -352,7 +357,8 @@ def test_p3_holds_for_every_allowed_outcome() -> None:
 )
 def test_p3_wrong_row_count(outcome: str, rows: int, clause: str) -> None:
     e = violated(check_p3(run(writes(outcome), fin=final({f"{outcome}0": rows}))), clause)
-    assert e["op_id"] == f"{outcome}0" and e["rows"] == rows
+    assert e["op_id"] == f"{outcome}0"
+    assert e["rows"] == rows
 
 
 def test_p3_write_once_counts_too() -> None:
@@ -397,7 +403,8 @@ def test_p4_holds_when_the_first_op_after_heal_succeeds() -> None:
 
 def test_p4_crash() -> None:
     e = violated(check_p4(run(healed_run().crash("w2", 3.0))), "P4-crash")
-    assert e["worker"] == "w2" and "TypeError" in e["explain"]
+    assert e["worker"] == "w2"
+    assert "TypeError" in e["explain"]
 
 
 @pytest.mark.parametrize(
@@ -410,7 +417,8 @@ def test_p4_crash() -> None:
 )
 def test_p4_first_op_after_heal_does_not_succeed_in_time(kw: dict[str, Any], words: str) -> None:
     e = violated(check_p4(run(healed_run(**kw))), "P4-recovery")
-    assert e["op"]["op"] == "first" and words in e["explain"]
+    assert e["op"]["op"] == "first"
+    assert words in e["explain"]
 
 
 def test_p4_first_op_never_completes() -> None:
@@ -504,7 +512,8 @@ def test_p5_kill_of_a_forged_lease() -> None:
     forged = lease("x", 0.0, sig="FORGEDsig00")
     violated(check_p5(run(H().reap(704, 3.0, app=forged))), "P5-signature")
     v = check_p5(run(H().reap(704, 3.0, app=forged), verify=None))
-    assert v.ok and "NOT checked" in v.summary
+    assert v.ok
+    assert "NOT checked" in v.summary
 
 
 def test_p5_foreign_backend_vanishes_unexplained() -> None:
@@ -548,7 +557,10 @@ def test_render_names_the_op_the_pid_and_the_time() -> None:
     reap_101(h)
     text = render_verdict(check_p1(run(h)))
     assert text.startswith("P1 no active connection killed: VIOLATED")
-    assert "[P1b]" in text and op in text and "backend 101" in text and "t=+10.000s" in text
+    assert "[P1b]" in text
+    assert op in text
+    assert "backend 101" in text
+    assert "t=+10.000s" in text
 
 
 def test_render_truncates_long_evidence() -> None:
@@ -606,7 +618,8 @@ def test_samples_at_the_promised_rate_can_be_trusted() -> None:
 def test_a_sampler_that_fell_behind_makes_p1_p2_p5_unknown() -> None:
     times = [i / 20 for i in range(0, 60)] + [i / 20 for i in range(120, 200)]  # 3 s gap
     r = _sampled_run(times)
-    assert r.sampling_problems and "no pg_stat_activity sample for 3.050s" in r.sampling_problems[0]
+    assert r.sampling_problems
+    assert "no pg_stat_activity sample for 3.050s" in r.sampling_problems[0]
     for v in (check_p1(r), check_p2(r), check_p5(r)):
         assert v.unknown, render_verdict(v)
         assert "sample" in v.summary
@@ -628,4 +641,5 @@ def test_a_violation_stands_even_when_sampling_fell_behind() -> None:
     times = [i / 20 for i in range(0, 60)] + [i / 20 for i in range(120, 200)]
     r = _sampled_run(times, count=9)  # 9 service backends against a limit of 3
     v = check_p2(r)
-    assert v.failed and "P2-count" in clauses(v)
+    assert v.failed
+    assert "P2-count" in clauses(v)

@@ -91,7 +91,8 @@ def test_every_recorded_type_round_trips(cls: type[Any], data: st.DataObject) ->
 def test_every_worker_message_round_trips(cls: type[Any], data: st.DataObject) -> None:
     value = data.draw(instances(cls))
     line = encode(value)
-    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert line.endswith(b"\n")
+    assert line.count(b"\n") == 1
     decoded = decode_message(line) if cls in MESSAGE_TYPES else decode_command(line)
     assert decoded == value
 

@@ -74,7 +74,8 @@ def test_bytes_before_the_start_are_held_then_passed_on_in_order() -> None:
         parts = [bytes([i]) * (i + 1) for i in range(50)]
         for part in parts:
             link.client.data_received(part)
-        assert client.reading and client.pauses == 0
+        assert client.reading
+        assert client.pauses == 0
         start(link, upstream)
         assert upstream.written == b"".join(parts)
         link.client.data_received(b"after")
@@ -106,7 +107,8 @@ def test_an_end_before_the_start_follows_the_held_bytes() -> None:
         link.client.eof_received()
         assert not upstream.closed
         start(link, upstream)
-        assert upstream.written == b"last words" and upstream.closed
+        assert upstream.written == b"last words"
+        assert upstream.closed
 
     run(body)
 
@@ -118,7 +120,8 @@ def test_a_client_gone_before_the_start_still_delivers() -> None:
         link.client.connection_lost(None)
         assert link in link.proxy.links  # the dial is still to come
         start(link, upstream)
-        assert upstream.written == b"sent, then gone" and upstream.closed
+        assert upstream.written == b"sent, then gone"
+        assert upstream.closed
 
     run(body)
 
@@ -147,7 +150,8 @@ def test_held_bytes_go_through_the_toxics_present_at_the_start() -> None:
             if upstream.closed:
                 break
             await asyncio.sleep(0)
-        assert upstream.written == b"abcd" and upstream.closed
+        assert upstream.written == b"abcd"
+        assert upstream.closed
 
     run(body)
 

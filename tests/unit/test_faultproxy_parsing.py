@@ -34,7 +34,8 @@ def test_first_value_ignores_trailing_bytes() -> None:
 @pytest.mark.parametrize("body", [b"", b"   \n", b"{", b"NaN", b"\xff"])
 def test_bad_bodies_are_400(body: bytes) -> None:
     status, message = error_of(first_value, body)
-    assert status == 400 and message.startswith("bad request body: ")
+    assert status == 400
+    assert message.startswith("bad request body: ")
 
 
 def test_empty_body_is_eof() -> None:
@@ -78,14 +79,16 @@ def test_keys_match_case_insensitively_and_stream_keeps_its_spelling() -> None:
 )
 def test_create_checks_in_order(body: bytes, expected: str) -> None:
     status, message = error_of(parse_create, body)
-    assert status == 400 and message.startswith(expected)
+    assert status == 400
+    assert message.startswith(expected)
 
 
 @pytest.mark.parametrize("value", ["1.5", "1.0", "1e3", "true", '"5"', "[]", "9223372036854775808"])
 def test_attributes_must_be_int64(value: str) -> None:
     request = parse_create(f'{{"type": "latency", "attributes": {{"latency": {value}}}}}'.encode())
     status, message = error_of(request.build)
-    assert status == 400 and message.startswith("bad request body: json: cannot unmarshal")
+    assert status == 400
+    assert message.startswith("bad request body: json: cannot unmarshal")
 
 
 def test_unknown_attributes_ignored_missing_zero() -> None:
@@ -104,15 +107,18 @@ def test_unknown_attributes_ignored_missing_zero() -> None:
 )
 def test_documented_rejections(body: bytes) -> None:
     status, message = error_of(parse_create(body).build)
-    assert status == 400 and message.startswith("bad request body: ")
+    assert status == 400
+    assert message.startswith("bad request body: ")
 
 
 def test_update_merges_attributes_and_keeps_toxicity() -> None:
     toxic = parse_create(b'{"type": "latency", "attributes": {"latency": 5, "jitter": 2}}').build()
     attrs, toxicity = parse_update(toxic, b'{"attributes": {"jitter": 7}, "type": "timeout"}')
-    assert attrs == {"latency": 5, "jitter": 7} and toxicity == 1.0
+    assert attrs == {"latency": 5, "jitter": 7}
+    assert toxicity == 1.0
     attrs, toxicity = parse_update(toxic, b'{"toxicity": 0.25}')
-    assert attrs == {"latency": 5, "jitter": 2} and toxicity == 0.25
+    assert attrs == {"latency": 5, "jitter": 2}
+    assert toxicity == 0.25
 
 
 # -- slicer -----------------------------------------------------------------------------
@@ -128,7 +134,9 @@ def test_slice_points_partition_the_chunk(
     length: int, average: int, variation: int, seed: int
 ) -> None:
     points = slice_points(length, average, variation, random.Random(seed))
-    assert points == sorted(set(points)) and points[-1] == length and points[0] > 0
+    assert points == sorted(set(points))
+    assert points[-1] == length
+    assert points[0] > 0
     sizes = [b - a for a, b in zip([0, *points], points, strict=False)]
     assert all(size <= max(average + variation, 1) for size in sizes)
 
@@ -140,7 +148,8 @@ def test_routes() -> None:
     found = route("GET", "/proxies/a%2Fb/toxics/t")
     assert not isinstance(found, Response)
     endpoint, params = found
-    assert endpoint is Api.toxic_show and params == {"proxy": "a/b", "toxic": "t"}
+    assert endpoint is Api.toxic_show
+    assert params == {"proxy": "a/b", "toxic": "t"}
     assert route("PATCH", "/proxies/x")[0] is Api.proxy_update  # type: ignore[index]
 
 
@@ -157,7 +166,8 @@ def test_routes() -> None:
 )
 def test_route_misses(method: str, path: str, status: int) -> None:
     found = route(method, path)
-    assert isinstance(found, Response) and found.status == status
+    assert isinstance(found, Response)
+    assert found.status == status
 
 
 # -- command line and addresses --------------------------------------------------------

@@ -68,7 +68,8 @@ def test_no_stage_writes_through() -> None:
         pipe, _, dest = make()
         pipe.feed(b"abc")
         pipe.end()
-        assert dest.data == b"abc" and dest.finished
+        assert dest.data == b"abc"
+        assert dest.finished
 
     run(body)
 
@@ -97,7 +98,8 @@ def test_removing_an_acting_timeout_closes() -> None:
         pipe.feed(b"dropped")
         await until(lambda: not pipe.stages[0].queue, "the chunk to be taken")
         pipe.remove(hold)
-        assert dest.data == b"" and dest.finished
+        assert dest.data == b""
+        assert dest.finished
 
     run(body)
 
@@ -112,7 +114,8 @@ def test_timeout_swallows_the_end_until_removed() -> None:
         await until(lambda: not pipe.stages[0].queue, "the end to be taken")
         assert not dest.finished
         pipe.remove(hold)
-        assert dest.data == b"" and dest.finished
+        assert dest.data == b""
+        assert dest.finished
 
     run(body)
 
@@ -180,6 +183,7 @@ def test_full_pipe_pauses_the_source() -> None:
             pipe.feed(b"x" * 1_000_000)
         assert "pipe" in source.blocked
         pipe.remove(slow)
-        assert not source.blocked and len(dest.data) == 10_000_000
+        assert not source.blocked
+        assert len(dest.data) == 10_000_000
 
     run(body)

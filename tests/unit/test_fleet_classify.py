@@ -62,12 +62,18 @@ def test_error_info_takes_the_sqlstate_from_the_cause() -> None:
     exc = _chained(OutcomeUnknown("lost"), _with_state("57P01"))
     assert sqlstate_in_chain(exc) == "57P01"
     info = error_info(exc)
-    assert info == ErrorInfo(sqlstate="57P01", cls="OutcomeUnknown", message="lost")
-    assert to_json(info) == {"sqlstate": "57P01", "class": "OutcomeUnknown", "message": "lost"}
+    cause = exc.__cause__
+    assert cause is not None
+    message = f"lost | root cause: {type(cause).__name__}: {cause}"
+    assert info == ErrorInfo(sqlstate="57P01", cls="OutcomeUnknown", message=message)
+    assert to_json(info) == {"sqlstate": "57P01", "class": "OutcomeUnknown", "message": message}
     assert error_info(ValueError("x" * 2000)).message == "x" * 500
+    assert error_info(ValueError("plain")).message == "plain"  # no cause, nothing added
 
 
 def test_definite_sqlstates() -> None:
-    assert definite_sqlstate("53300") and definite_sqlstate("57P03") and definite_sqlstate("40001")
+    assert definite_sqlstate("53300")
+    assert definite_sqlstate("57P03")
+    assert definite_sqlstate("40001")
     for state in (None, "", "08000", "57P01", "57P02", "25P03", "XX000", "58030"):
         assert not definite_sqlstate(state)

@@ -124,7 +124,8 @@ def test_json_shape_matches_the_data_model(tmp_path: Path) -> None:
         )
         done = w.complete(inv, "fail", error=ErrorInfo("53300", "TooManyConnections", "sorry"))
     j_inv, j_done = to_json(inv), to_json(done)
-    assert j_inv["lease_valid"] is False and "error" not in j_inv
+    assert j_inv["lease_valid"] is False
+    assert "error" not in j_inv
     assert j_done["error"] == {
         "sqlstate": "53300",
         "class": "TooManyConnections",
@@ -158,7 +159,8 @@ def test_info_moves_the_worker_to_a_new_process(tmp_path: Path) -> None:
 def test_process_table_never_reuses_ids_and_retires_only_the_current() -> None:
     t = ProcessTable()
     p1, p2 = t.current("w1"), t.current("w2")
-    assert p1 != p2 and t.current("w1") == p1
+    assert p1 != p2
+    assert t.current("w1") == p1
     new = t.retire("w1", p1)
     assert new not in (p1, p2)
     assert t.retire("w1", p1) == new  # a stale retire changes nothing
@@ -292,7 +294,8 @@ def test_two_completions() -> None:
     h.fail(a, 1.2)
     problems = validate(h.events)
     assert [p.kind for p in problems] == ["double_completion"]
-    assert problems[0].op == a and problems[0].indexes == (1, 2)
+    assert problems[0].op == a
+    assert problems[0].indexes == (1, 2)
 
 
 def test_duplicate_invoke_and_concurrent_ops_on_one_process() -> None:

@@ -76,7 +76,7 @@ def test_secret_bytes_as_node_counts_them() -> None:
 
 
 def test_config_error_is_a_value_error() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_kills"):
         LeaseConfig(service="orders", secret=SECRET, max_kills=0)
 
 

@@ -132,7 +132,8 @@ def test_properties_over_random_snapshots(
     for c in chosen:
         assert c.row.state in ("idle", "idle in transaction")
         assert c.lease.expiry + CFG.reaper_grace < NOW
-        assert c.row.idle_for is not None and c.row.idle_for >= CFG.min_idle
+        assert c.row.idle_for is not None
+        assert c.row.idle_for >= CFG.min_idle
 
 
 def test_rules_are_overridable_one_at_a_time() -> None:

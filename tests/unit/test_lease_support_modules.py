@@ -115,7 +115,9 @@ def test_hooks_swallow_and_log_once(caplog: pytest.LogCaptureFixture) -> None:
     for _ in range(3):
         hooks.emit("on_reap", {"event": "busy"})
     hooks.emit("on_connect", {})  # not registered: nothing
-    assert len(calls) == 3 and calls[0]["at"] == 42.0 and calls[0]["hook"] == "on_reap"
+    assert len(calls) == 3
+    assert calls[0]["at"] == 42.0
+    assert calls[0]["hook"] == "on_reap"
     assert len([r for r in caplog.records if "on_reap" in r.getMessage()]) == 1
 
 
@@ -182,4 +184,5 @@ def test_a_query_hook_turns_the_inlined_execute_off(hook: str) -> None:
 
 def test_client_repr_has_no_secret() -> None:
     client = LeaseClient("dbname=x", cfg())
-    assert SECRET not in repr(client) and SECRET not in repr(client.config)
+    assert SECRET not in repr(client)
+    assert SECRET not in repr(client.config)

@@ -374,7 +374,8 @@ def test_any_service_fits_63_bytes_and_round_trips(service: str, expiry: int) ->
     assert len(tok.encode("utf-8")) <= token.MAX_BYTES
     assert tok.isascii()
     lease = token.verify(tok, service, secret)
-    assert lease is not None and lease.expiry_ms == expiry
+    assert lease is not None
+    assert lease.expiry_ms == expiry
     assert tok.startswith(f"s={token.service_tag(service)};")
 
 
@@ -387,7 +388,8 @@ def test_longer_instance_shortens_the_service_as_aequor_does() -> None:
     # pg-aequor sizes the service's room by the instance: 63 - 35 - 9 = 19 here.
     tok = token.encode("x" * 20, "A" * 9, 9_999_999_999_999, b"0123456789abcdef")
     digest = hashlib.sha1(b"x" * 20).hexdigest()[:8]
-    assert tok.startswith(f"s={'x' * 10}-{digest};i=AAAAAAAAA;") and len(tok) == 63
+    assert tok.startswith(f"s={'x' * 10}-{digest};i=AAAAAAAAA;")
+    assert len(tok) == 63
     assert token.service_tag("x" * 20, 9) == f"{'x' * 10}-{digest}"
 
 
@@ -439,7 +441,8 @@ def test_any_text_encodes_to_ascii_or_refuses_and_verifies(
     except ValueError:
         assert len(token.sanitize(instance)) > 27  # only a long instance can overflow
         return
-    assert tok.isascii() and len(tok) <= token.MAX_BYTES
+    assert tok.isascii()
+    assert len(tok) <= token.MAX_BYTES
     expected_room = token.MAX_BYTES - 35 - len(token.sanitize(instance or "inst"))
     if expected_room == 20:
         assert token.verify(tok, service, secret) is not None
@@ -466,7 +469,9 @@ def test_correctly_signed_but_not_an_integer_expiry_is_not_ours(expiry: str) -> 
 
 def test_parse_without_signature_check() -> None:
     lease = token.parse(GOOD.replace("g=xW0oiwAZHGw", "g=forged"))
-    assert lease is not None and lease.service == "orders" and lease.signature == "forged"
+    assert lease is not None
+    assert lease.service == "orders"
+    assert lease.signature == "forged"
 
 
 def test_like_pattern_escapes_wildcards() -> None:

@@ -42,6 +42,7 @@ def test_profiles_keep_examples_and_skip_explain() -> None:
         p = settings.get_profile(name)
         assert p.database is not None, name
         assert Phase.explain not in p.phases, name
-        assert p.deadline is None and p.print_blob
+        assert p.deadline is None
+        assert p.print_blob
     assert settings.get_profile("replay").phases == (Phase.explicit, Phase.reuse)
     assert settings.get_profile("nightly").max_examples > settings.get_profile("ci").max_examples
