@@ -13,10 +13,10 @@ XDIST := $(if $(N),-n $(N),)
 NODE_DRIVERS := harness/drivers/node
 NODE_STAMP   := $(NODE_DRIVERS)/node_modules/.package-lock.json
 
-.PHONY: setup postgres chromium node-drivers test test-both test-fast test-containers chaos bench replay nightly \
-	lint typecheck clean
+.PHONY: setup postgres chromium pgbouncer node-drivers compare test test-both test-fast \
+	test-containers chaos bench replay nightly lint typecheck clean
 
-setup: $(STAMP) postgres chromium node-drivers
+setup: $(STAMP) postgres chromium pgbouncer node-drivers
 
 $(STAMP): pyproject.toml Makefile
 	@scripts/ensure-python.sh $(PYTHON)
@@ -32,8 +32,12 @@ postgres:
 chromium:
 	@scripts/ensure-chromium.sh
 
-# npm's pg for the pg-aequor interop tests (tests/integration/test_lease_interop.py),
-# exactly as locked. Without npm the step says so and those tests skip.
+# A real PgBouncer (Debian's 1.18) for the pgbouncer drivers; without it those skip.
+pgbouncer:
+	@scripts/ensure-pgbouncer.sh || echo "pgbouncer unavailable: the pgbouncer drivers will skip"
+
+# npm's pg and serverless-postgres for the Node drivers (harness/drivers/node) and the
+# pg-aequor interop tests, exactly as locked. Without npm the step says so and those skip.
 node-drivers: $(NODE_STAMP)
 
 $(NODE_STAMP): $(NODE_DRIVERS)/package.json $(NODE_DRIVERS)/package-lock.json
@@ -76,6 +80,12 @@ replay: setup
 # The long property runs (many random examples); what the nightly CI job runs.
 nightly: setup
 	HYPOTHESIS_PROFILE=nightly $(BIN)/python -m pytest $(XDIST) tests/detection tests/chaos $(PYTEST_ARGS)
+
+# Every driver on the same scenarios and seeds: reports/compare/<UTC time>/ (index.html,
+# compare.md). COMPARE_ARGS: drivers=a,b scenarios=x,y seeds=N out=DIR.
+COMPARE_ARGS ?=
+compare: setup
+	$(BIN)/python -m harness.compare $(COMPARE_ARGS)
 
 bench: setup
 	$(BIN)/python -m bench

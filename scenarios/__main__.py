@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from harness.cli import main as thawproof
+from harness.cli.commands import main as thawproof
 
 USAGE = "usage: python -m scenarios (list | all | NAME [key=value ...])"
 

@@ -17,6 +17,9 @@ starts (a bad one is one line naming it and its allowed values, exit 2):
   ``harness.infra.presets``), or ``max_connections`` and ``reserved``: the server's
   ``max_connections`` and ``superuser_reserved_connections``; P2 then judges
   against what the application role really has on that server.
+- ``driver``: what the workers run (``harness/fleet/drivers.py``: lease, plain,
+  pool, server_timeout, pgbouncer, lease-pgbouncer, node-pg, serverless-postgres,
+  ``python:module:Class``, ``node-module:<path|package>``); the lease client by default;
 """
 
 from __future__ import annotations
@@ -34,11 +37,24 @@ from harness.chaos.timings import Timings
 from harness.chaos.zoo import BY_NAME, Bug
 from harness.cli import Context, Scenario
 from harness.cli.runner import ServerShape
-from harness.errors import UsageError
+from harness.errors import SetupError, UsageError
+from harness.fleet.drivers import DriverSpec, driver_spec
 from harness.infra.presets import preset
 from harness.report import ScenarioResult
 
 MAX_WORKERS = 64
+
+
+def _driver(options: Mapping[str, str]) -> DriverSpec | None:
+    """The ``driver=`` option (None: the lease client); a bug-zoo or user ``client=``
+    needs a driver with the lease api."""
+    name = options.get("driver")
+    if name is None:
+        return None
+    driver = driver_spec(name)
+    if options.get("client", "correct") != "correct" and driver.api != "lease":
+        raise UsageError(f"client= replaces the lease client; driver {name!r} has none")
+    return driver
 
 
 def _number(name: str, raw: str, lo: float, hi: float, *, whole: bool = False) -> float:
@@ -83,6 +99,8 @@ TIMING_OPTIONS: dict[str, tuple[str, float, float]] = {
 
 OPTIONS: dict[str, str] = {
     "client": "correct | <bug-zoo name> | package.module:Class (a LeaseClient subclass)",
+    "driver": "what the workers run: lease (default), plain, pool, server_timeout, pgbouncer,"
+    " lease-pgbouncer, node-pg, serverless-postgres, python:module:Class, node-module:PATH",
     "workers": f"the concurrency cap, 2 to {MAX_WORKERS}",
     "seed": "an integer that seeds the workers' client randomness",
     "duration": "extra seconds of arriving invocations while settling, 0 to 600",
@@ -121,6 +139,7 @@ class FleetOptions:
     bug: Bug | None
     workers: int
     seed: int | None
+    driver: DriverSpec | None
     timings: Timings
 
 
@@ -139,7 +158,8 @@ def parse_fleet_options(options: Mapping[str, str], *, workers: int = 3) -> Flee
             changes[field_name] = _number(key, options[key], lo, hi)
     if "duration" in options:
         changes["settle_extra"] = _number("duration", options["duration"], 0, 600)
-    return FleetOptions(bug, cap, seeded, dataclasses.replace(Timings(), **changes))
+    driver = _driver(options)
+    return FleetOptions(bug, cap, seeded, driver, dataclasses.replace(Timings(), **changes))
 
 
 def fleet_scenario(
@@ -160,6 +180,8 @@ def fleet_scenario(
     def run(ctx: Context) -> ScenarioResult:
         opts = parse_fleet_options(ctx.options, workers=workers)
         steps = build(opts)
+        if opts.driver is not None and (why := opts.driver.missing()) is not None:
+            raise SetupError(f"driver {opts.driver.name} cannot run here: {why}")
         env = ChaosEnv(
             ctx.pg,
             ctx.proxies,
@@ -167,8 +189,11 @@ def fleet_scenario(
             timings=opts.timings,
             seed=opts.seed,
             clock_start=ctx.progress.started,
+            driver=opts.driver,
         )
         client = opts.bug.client_class if opts.bug else "the correct client"
+        if opts.driver is not None:
+            client = f"driver {opts.driver.name}" + (f" ({client})" if opts.bug else "")
         ctx.progress(
             f"{len(steps)} steps on up to {opts.workers} workers with {client};"
             f" the service may hold {env.limit} backends"
@@ -192,6 +217,7 @@ def fleet_scenario(
                 "reaper_kills": len(run.kills),
                 "samples": len(run.samples),
                 "steps": len(steps),
+                "terminations": len(run.judged_kills),
             },
             timings={
                 "run_s": round(time.monotonic() - t0, 3),

@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from harness.chaos.interpreter import Interpreter
 from harness.chaos.judge import Judged, raise_unless_ok
@@ -28,14 +30,17 @@ from harness.chaos.steps import Step
 from harness.chaos.timings import SECRET, SERVICE, Timings
 from harness.chaos.zoo import CORRECT, Bug
 from harness.check import Run, RunConfig, check_all
+from harness.check.terminations import cross_check as cross_check_terminations
 from harness.errors import FleetError, FleetTimeout, WorkerUnavailable
 from harness.fleet import Fleet, FleetConfig
-from harness.history import BackendEvent, FaultEvent, ForeignEvent, HistoryWriter, load_history
+from harness.fleet.drivers import SERVICE_APPLICATION, DriverSpec
+from harness.history import HistoryWriter, load_history
 from harness.infra.owned import owned, signals_held
+from harness.infra.pgbouncer import PgBouncer
 from harness.infra.postgres import PostgresServer
 from harness.infra.toxiproxy import ToxiproxyServer
 from harness.lease import LeaseConfig, token
-from harness.observe import ActivitySampler, cross_check_kills, terminations_from_log
+from harness.observe import ActivitySampler, terminations
 from harness.wait import poll
 
 SAMPLE_INTERVAL = 0.05
@@ -85,6 +90,10 @@ class LiveRun:
         self.history_path, self.bug = history_path, bug
         self.steps: list[Step] = []
         self.judged: Judged | None = None
+        self.started_wall = time.time()
+        """When this run began (after the previous example's backends were ended)."""
+        self.bouncer: PgBouncer | None = None
+        """The PgBouncer the workers go through, for drivers that use one."""
 
     @property
     def notes(self) -> list[str]:
@@ -110,6 +119,7 @@ class LiveRun:
         self.env.settle(self.interpreter)
         final = self.interpreter.fleet.data.final_state()
         self.interpreter.release_foreign()
+        self._record_terminations()
         run = Run(
             load_history(self.history_path),
             self.sampler.samples,
@@ -123,28 +133,43 @@ class LiveRun:
         )
         return self.judged
 
+    def _record_terminations(self) -> None:
+        """Every termination the server logged during the run, into the history (what
+        P1 and P5 judge for every driver; see :mod:`harness.check.terminations`)."""
+        text = self.env.pg.read_log()
+        if not text:
+            self.notes.append("no readable server log here: terminations judged from the ledger")
+            return
+        offset = time.time() - time.monotonic()
+        found = terminations(text, since_wall=self.started_wall, monotonic_offset=offset)
+        for ev in found:
+            self.interpreter.history.append(ev)
+        causes = sorted({e.cause for e in found})
+        self.notes.append(
+            f"terminations during the run, from the server's log: {len(found)}"
+            + (f" ({', '.join(causes)})" if causes else "")
+        )
+
     def _log_cross_check(self, run: Run) -> str:
-        """Kills the ledger records vs terminations the server logged, for this run's
-        backends (the cluster is shared, its log holds other runs too)."""
-        log_text = self.env.pg.read_log()
-        if not log_text:
+        """The reaper's ledger against the server's record of terminations (where the
+        server log is readable): a kill the ledger holds that the server never logged is
+        a disagreement; kills by others (the server's timeouts, a driver's own cleaning,
+        the harness's faults) are listed by who did them."""
+        if not self.env.pg.read_log():
             return "server log not readable here: ledger not cross-checked"
-        ours = {e.backend_pid for e in run.events if isinstance(e, BackendEvent | ForeignEvent)}
-        ours |= {r.pid for s in run.samples for r in s.rows}
-        logged = [p for p in terminations_from_log(log_text) if p in ours]
-        external = [
-            int(e.value["backend_pid"])
-            for e in run.events
-            if isinstance(e, FaultEvent)
-            and e.f == "terminate_backend"
-            and e.value.get("backend_pid")
-        ]
-        check = cross_check_kills([k.pid for k in run.kills], logged, external)
-        if check.consistent:
-            return f"server log: {len(logged)} termination(s), all accounted for by the ledger"
-        return (
-            f"server log DISAGREES with the ledger: killed but never logged {check.ledger_only},"
-            f" logged but unaccounted {check.log_only}"
+        terms = run.terminations
+        missing = cross_check_terminations(terms, has_server_log=True)
+        if missing:
+            return "server log DISAGREES with the ledger: " + "; ".join(missing)
+        others: dict[str, int] = {}
+        for t in terms:
+            if t.ledger is None:
+                key = "the harness" if t.by_harness else t.by.split(" of ")[0].split(" (app")[0]
+                others[key] = others.get(key, 0) + 1
+        ledger = sum(1 for t in terms if t.ledger is not None)
+        rest = ", ".join(f"{n} by {who}" for who, n in sorted(others.items()))
+        return f"server log: {ledger} reaper kill(s), all accounted for by the ledger" + (
+            f"; other terminations: {rest}" if rest else ""
         )
 
 
@@ -161,6 +186,7 @@ class ChaosEnv:
         keep: Path | None = None,
         seed: int | None = None,
         clock_start: float | None = None,
+        driver: DriverSpec | None = None,
     ) -> None:
         self.pg = pg
         self.proxies = proxies
@@ -176,10 +202,28 @@ class ChaosEnv:
 
         self.clock_start = clock_start
         """The run's zero (``RunConfig.clock_start``): where the progress output starts."""
+
+        self.driver = driver
+        """What the workers run (None: the bundled lease client, or the bug's)."""
         self._runs = 0
 
     def run_config(self) -> RunConfig:
         t = self.timings
+        if self.driver is not None and not self.driver.leases:
+            # No leases to read: the service's backends are those carrying its one
+            # application_name; there is no signature to check.
+            return RunConfig(
+                service=token.service_tag(SERVICE),
+                connection_limit=self.cap,
+                lease_ttl=t.lease_ttl,
+                min_idle=t.min_idle,
+                max_cooldown=t.max_cooldown,
+                grace=t.reaper_grace,
+                slack=t.slack,
+                retry_budget_s=t.retry_budget,
+                own_app_prefix=SERVICE_APPLICATION,
+                sample_interval=SAMPLE_INTERVAL,
+            )
         # the margins the client really runs with (AUTO ones derived from the TTL)
         lease = LeaseConfig(**t.lease_kwargs())
         return RunConfig(
@@ -223,17 +267,11 @@ class ChaosEnv:
                 if self.keep is None:
                     record = owned().directory(run_dir, "chaos example")
         lease = {**self.timings.lease_kwargs(), **(dict(bug.lease_overrides) if bug else {})}
-        config = FleetConfig(
-            lease=lease,
-            max_workers=self.cap,
-            client_class=bug.client_class if bug else CORRECT,
-            op_timeout=20.0,
-            seed=self.seed,
-        )
         self._clear_server()
         history_path = run_dir / "history.jsonl"
         passed = False
         with (
+            self._driver_environment(run_dir.name) as (driver, upstream, bouncer),
             HistoryWriter(history_path) as history,
             ActivitySampler(
                 self.pg.admin_dsn,
@@ -241,11 +279,27 @@ class ChaosEnv:
                 interval=SAMPLE_INTERVAL,
                 path=run_dir / "activity.jsonl",
             ) as sampler,
-            Fleet(self.pg, self.proxies, history, config) as fleet,
+            Fleet(
+                self.pg,
+                self.proxies,
+                history,
+                FleetConfig(
+                    lease=lease,
+                    max_workers=self.cap,
+                    client_class=bug.client_class if bug else CORRECT,
+                    op_timeout=20.0,
+                    seed=self.seed,
+                    driver=driver,
+                    upstream=upstream,
+                ),
+            ) as fleet,
         ):
             fleet.data.reset()
             interpreter = Interpreter(fleet, history, self.pg, self.timings, self.cap)
             live = LiveRun(self, interpreter, sampler, history_path, bug)
+            live.bouncer = bouncer
+            if driver is not None:
+                live.notes.append(f"driver: {driver.name} ({driver.description})")
             try:
                 yield live
                 passed = live.judged is not None and live.judged.ok
@@ -255,6 +309,69 @@ class ChaosEnv:
             shutil.rmtree(run_dir, ignore_errors=True)
         if record is not None:
             owned().release(record)  # removed, or kept on purpose as evidence
+
+    @contextlib.contextmanager
+    def _driver_environment(
+        self, tag: str
+    ) -> Iterator[tuple[DriverSpec | None, tuple[str, int] | None, PgBouncer | None]]:
+        """What the driver needs around it, for one run, undone on every exit path:
+
+        - ``log_statement = 'all'`` for the application role, so the server log
+          names who called ``pg_terminate_backend`` (see :mod:`harness.observe.serverlog`);
+        - the driver's role settings (``server_timeout``: the server's idle timeouts);
+        - a PgBouncer in transaction mode (``pgbouncer``, ``lease-pgbouncer``), with its
+          own proxy in front of the server so its links can be cut too.
+        """
+        driver = self.driver
+        settings = {"log_statement": "'all'"}
+        if driver is not None:
+            settings.update({k: str(v) for k, v in driver.role_settings.items()})
+            if driver.name == "serverless-postgres" or "serverless" in driver.name:
+                # its clean() acts past 80% of maxConnections: the service's real limit
+                driver = _with_options(driver, maxConnections=self.cap)
+        applied = self._role_settings(settings)
+        bouncer: PgBouncer | None = None
+        link_name = f"pgbouncer-up-{tag}"
+        try:
+            upstream: tuple[str, int] | None = None
+            if driver is not None and driver.via_pgbouncer:
+                link = self.proxies.create_proxy(link_name, (self.pg.host, self.pg.port))
+                password = conninfo_to_dict(self.pg.app_dsn).get("password")
+                bouncer = PgBouncer(
+                    upstream=(link.host, link.port),
+                    dbname=self.pg.app_db,
+                    user=self.pg.app_role,
+                    password=str(password or ""),
+                    pool_size=self.cap,
+                )
+                upstream = (bouncer.host, bouncer.port)
+            yield driver, upstream, bouncer
+        finally:
+            if bouncer is not None:
+                bouncer.stop()
+                with contextlib.suppress(Exception):
+                    self.proxies.delete_proxy(link_name)
+            self._role_settings(dict.fromkeys(applied, ""), reset=True)
+
+    def _role_settings(self, settings: dict[str, str], *, reset: bool = False) -> list[str]:
+        """``ALTER ROLE <app role> SET`` (or ``RESET``) each; the names applied. A server
+        that refuses (no superuser here) keeps its own settings: noted, not fatal."""
+        done: list[str] = []
+        role = sql.Identifier(self.pg.app_role)
+        try:
+            with psycopg.connect(self.pg.admin_dsn, autocommit=True) as conn:
+                for name, value in settings.items():
+                    if reset:
+                        stmt = sql.SQL("ALTER ROLE {} RESET {}").format(role, sql.Identifier(name))
+                    else:
+                        stmt = sql.SQL("ALTER ROLE {} SET {} = {}").format(
+                            role, sql.Identifier(name), sql.SQL(value)
+                        )
+                    conn.execute(stmt)
+                    done.append(name)
+        except psycopg.Error:
+            pass
+        return done
 
     def settle(self, it: Interpreter) -> None:
         """Heal; keep invocations arriving past the convergence bound; thaw and invoke all."""
@@ -297,6 +414,13 @@ class ChaosEnv:
                 what="the backends of an earlier example to end",
                 error=FleetTimeout,
             )
+
+
+def _with_options(driver: DriverSpec, **options: object) -> DriverSpec:
+    """``driver`` with ``options`` as defaults under its own."""
+    from dataclasses import replace
+
+    return replace(driver, options={**options, **dict(driver.options)})
 
 
 def judge(env: ChaosEnv, schedule: Sequence[Step], bug: Bug | None = None) -> Judged:

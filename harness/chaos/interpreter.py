@@ -54,6 +54,7 @@ from harness.chaos.timings import OTHER_SECRET, SECRET, SERVICE, Timings
 from harness.errors import (
     FleetAtCapacity,
     FleetError,
+    FleetTimeout,
     PauseNotReached,
     UsageError,
     WorkerUnavailable,
@@ -251,6 +252,11 @@ def _freeze_mid(it: Interpreter, step: FreezeMid) -> None:
     except PauseNotReached as exc:
         it.notes.append(f"freeze mid-{step.what} skipped: {exc}")
         return
+    except FleetTimeout as exc:
+        # The driver never got its statement to the server (or never paused): hung.
+        stuck = [w for w in it.fleet.worker_names() if it.fleet.worker(w).state == "busy"]
+        it.notes.append(f"freeze mid-{step.what} skipped: {exc}; busy workers: {stuck}")
+        return
     it.frozen_ops.append(p)
 
 
@@ -282,7 +288,15 @@ def _socket_reset(it: Interpreter, step: SocketReset) -> None:
         p = it.fleet.start("slow_read", seconds=0.3)
     except FleetAtCapacity:
         return
-    it.fleet.nemesis.socket_reset(p, mode=step.mode)
+    try:
+        it.fleet.nemesis.socket_reset(p, mode=step.mode)
+    except FleetTimeout:
+        if p.done():
+            raise
+        # The statement never reached the server within the op timeout: the driver
+        # hung before sending it. That is the driver's failure (P4), not the harness's.
+        it.notes.append(f"socket reset skipped: op {p.op}'s statement never reached the server")
+        p.wait(0.0)
     p.wait()
     it.touch()
 

@@ -19,3 +19,10 @@ def reap_json(r: ReapEvent) -> dict[str, Any]:
         "time": r.time,
         "wall": r.wall,
     }
+
+
+def killer_words(r: ReapEvent) -> str:
+    """Who performed a kill, in words: ``reaper w3`` for a ledger entry, else what the
+    server's record says (``the server (idle_session_timeout)``, ``backend 1234 ...``)."""
+    who = r.worker or "?"
+    return who if " " in who else f"reaper {who}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from harness.check.evidence import reap_json
+from harness.check.evidence import killer_words, reap_json
 from harness.check.run import Run, lease_expiry_ms
 from harness.check.timeline import Op
 from harness.check.verdict import Verdict, verdict
@@ -25,7 +25,7 @@ def _p1a_active(run: Run, kill: ReapEvent) -> list[dict[str, Any]]:
         return [
             {
                 "clause": "P1a",
-                "explain": f"reaper {kill.worker} killed backend {kill.pid} at {run.at(kill.time)}"
+                "explain": f"{killer_words(kill)} killed backend {kill.pid} at {run.at(kill.time)}"
                 " although the row it acted on said state 'active'",
                 "reap": reap_json(kill),
             }
@@ -43,7 +43,7 @@ def _p1a_active(run: Run, kill: ReapEvent) -> list[dict[str, Any]]:
         {
             "clause": "P1a",
             "explain": f"backend {kill.pid} was running a statement that started after the"
-            f" reaper's scan (sample at {run.at(sample.time)}) when reaper {kill.worker}"
+            f" reaper's scan (sample at {run.at(sample.time)}) when {killer_words(kill)}"
             f" killed it at {run.at(kill.time)}",
             "reap": reap_json(kill),
             "sample": {"time": sample.time, "row": to_json(row)},
@@ -69,7 +69,7 @@ def _p1b_in_use(run: Run, kill: ReapEvent) -> list[dict[str, Any]]:
     return [
         {
             "clause": "P1b",
-            "explain": f"reaper {kill.worker} killed backend {kill.pid} of worker {w} at"
+            "explain": f"{killer_words(kill)} killed backend {kill.pid} of worker {w} at"
             f" {run.at(kill.time)} while {w} was not frozen and had op"
             f" {', '.join(o.id for o in busy)} in progress",
             "reap": reap_json(kill),
@@ -96,7 +96,7 @@ def _p1c_lease_valid(run: Run, kill: ReapEvent) -> list[dict[str, Any]]:
         return [
             {
                 "clause": "P1c",
-                "explain": f"reaper {kill.worker} killed backend {kill.pid} at {run.at(kill.time)}"
+                "explain": f"{killer_words(kill)} killed backend {kill.pid} at {run.at(kill.time)}"
                 f" with {left:.3f}s left on the lease it recorded",
                 "lease_expiry_ms": recorded,
                 "source": "ledger",
@@ -109,7 +109,7 @@ def _p1c_lease_valid(run: Run, kill: ReapEvent) -> list[dict[str, Any]]:
         return [
             {
                 "clause": "P1c",
-                "explain": f"reaper {kill.worker} killed backend {kill.pid} at {run.at(kill.time)}"
+                "explain": f"{killer_words(kill)} killed backend {kill.pid} at {run.at(kill.time)}"
                 f" although worker {owner.worker} had renewed its lease at"
                 f" {run.at(owner.time)} ({left:.3f}s left)",
                 "lease_expiry_ms": round(owner.lease_expiry * 1000),
@@ -149,7 +149,7 @@ def _p1d_saw_57p01(run: Run) -> list[dict[str, Any]]:
             continue
         if tl.frozen_during(op.worker, op.start, op.end) or _externally_killed(run, op):
             continue
-        kills = [reap_json(k) for k in run.kills if k.pid in op.backend_pids]
+        kills = [reap_json(k) for k in run.judged_kills if k.pid in op.backend_pids]
         out.append(
             {
                 "clause": "P1d",
@@ -178,15 +178,18 @@ def check_p1(run: Run) -> Verdict:
     its connection's window.
     """
     evidence: list[dict[str, Any]] = []
-    for kill in run.kills:
-        evidence += _p1a_active(run, kill) + _p1b_in_use(run, kill) + _p1c_lease_valid(run, kill)
+    for kill in run.judged_kills:
+        evidence += _p1a_active(run, kill) + _p1b_in_use(run, kill)
+        if run.decided_kill(kill):
+            evidence += _p1c_lease_valid(run, kill)
     evidence += _p1d_saw_57p01(run)
     return verdict(
         "P1",
         P1_TITLE,
         evidence,
-        f"{len(run.kills)} reaper kill(s), none of an active, in-use or leased connection;"
+        f"{len(run.judged_kills)} termination(s) (reaper or server), none of an active,"
+        " in-use or leased connection;"
         " no unexplained 57P01",
         cannot_judge=run.sampling_problems,
-        kills=len(run.kills),
+        kills=len(run.judged_kills),
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.check.evidence import reap_json
+from harness.check.evidence import killer_words, reap_json
 from harness.check.run import Run
 from harness.check.verdict import Verdict, verdict
 from harness.history import BackendEvent, Event, ForeignEvent, ReapEvent
@@ -46,7 +46,7 @@ def _p5_kill(run: Run, kill: ReapEvent) -> list[dict[str, Any]]:
     return [
         {
             "clause": clause,
-            "explain": f"reaper {kill.worker} {did} backend {kill.pid} at {run.at(kill.time)},"
+            "explain": f"{killer_words(kill)} {did} backend {kill.pid} at {run.at(kill.time)},"
             f" {why}",
             "reap": reap_json(kill),
         }
@@ -76,7 +76,7 @@ def _p5_vanished(run: Run) -> list[dict[str, Any]]:
             and reg.time <= e.time <= gone.time
             for e in tl.events
         )
-        if explained or any(k.pid == pid for k in run.kills):
+        if explained or any(k.pid == pid for k in run.judged_kills):
             continue  # a ledger kill of it is reported as a kill
         out.append(
             {
@@ -106,9 +106,14 @@ def check_p5(run: Run) -> Verdict:
     from a later sample) unless a ``terminate_backend`` of it, a
     ``pg_restart`` or a ``foreign`` ``release`` of it came first.
     """
-    evidence = [e for k in run.attempts for e in _p5_kill(run, k)] + _p5_vanished(run)
+    denied = [e for e in run.ledger if e.result == "denied"]
+    judged = run.judged_kills + denied
+    evidence = [e for k in judged for e in _p5_kill(run, k)] + _p5_vanished(run)
     checked = run.config.verify is not None
-    ok = f"none of {len(run.attempts)} reaper kill attempt(s) touched a foreign backend"
+    ok = (
+        f"none of {len(run.judged_kills)} termination(s) (reaper or server) nor"
+        f" {len(denied)} denied kill attempt(s) touched a foreign backend"
+    )
     if not checked:
         ok += " (signatures NOT checked: no verify function given)"
     return verdict(

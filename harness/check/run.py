@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+from harness.check.terminations import Termination
+from harness.check.terminations import build as build_terminations
 from harness.check.timeline import Timeline
 from harness.history import (
     FREEZE_FAULTS,
@@ -30,6 +32,7 @@ from harness.history import (
     Problem,
     ReapEvent,
     Sample,
+    TerminationEvent,
     validate,
 )
 from harness.lease import token
@@ -159,6 +162,32 @@ class Run:
     @cached_property
     def kills(self) -> list[ReapEvent]:
         return [e for e in self.ledger if e.result == "killed"]
+
+    # -- every termination the server performed (harness/check/terminations.py) ----------
+
+    @cached_property
+    def terminations(self) -> list[Termination]:
+        """Every backend the server ended, from its log and the ledger, attributed."""
+        server = [e for e in self.timeline.events if isinstance(e, TerminationEvent)]
+        return build_terminations(self.timeline, self.ledger, server)
+
+    @cached_property
+    def judged_kills(self) -> list[ReapEvent]:
+        """What P1 and P5 judge: every termination not done by the harness itself, in the
+        ledger's shape (the ledger entry where there is one)."""
+        return [t.as_kill() for t in self.terminations if not t.by_harness]
+
+    @cached_property
+    def _server_timeouts(self) -> frozenset[tuple[int, float]]:
+        return frozenset(
+            (t.pid, t.time) for t in self.terminations if t.cause != "terminate_backend"
+        )
+
+    def decided_kill(self, kill: ReapEvent) -> bool:
+        """Someone chose to kill (a ``pg_terminate_backend``), as opposed to the server
+        ending a session by that session's own idle timeout: only a chosen kill can break
+        a lease's promise (P1's lease clause)."""
+        return (kill.pid, kill.time) not in self._server_timeouts
 
     @cached_property
     def attempts(self) -> list[ReapEvent]:

@@ -1,5 +1,9 @@
 """harness.cli: the command people run (``thawproof``, ``python -m harness``) and the runner.
 
+This package's ``__init__`` re-exports the runner only: ``commands`` sits above
+``harness.compare`` (which runs scenarios through the runner), so nothing below
+it may reach it through the package.
+
 - ``runner``    one named scenario end to end: servers up, the scenario, a report,
                 an exit status (0 holds, 1 a property failed, 2 unjudged, 130/143
                 interrupted)
@@ -7,7 +11,6 @@
 - ``table``     the table ``run`` / ``make chaos`` ends with
 """
 
-from harness.cli.commands import main
 from harness.cli.runner import (
     Context,
     Progress,
@@ -24,7 +27,6 @@ __all__ = [
     "Progress",
     "Scenario",
     "analyze",
-    "main",
     "main_for",
     "parse_options",
     "render",

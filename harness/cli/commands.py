@@ -7,6 +7,7 @@
     thawproof replay [BUG ...]                   replay the saved failing examples
     thawproof report RUN_DIR                     re-render a stored run's HTML and PNG
     thawproof analyze RUN_DIR                    re-judge a stored run from its files
+    thawproof compare [drivers=a,b] [scenarios=x,y] [seeds=N]   every driver, compared
     thawproof capacity concurrency=N pool=M preset=P   does N x M fit? (0 yes, 1 no)
     thawproof clean [--keep N]                   old reports (keep the newest N per scenario)
                                                  and whatever a dead run left behind
@@ -224,6 +225,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return code
 
 
+# ----------------------------------------------------------------- compare
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Every driver on the same scenarios and seeds (see :mod:`harness.compare`)."""
+    from harness.compare.__main__ import main as compare_main
+
+    return compare_main(list(args.words))
+
+
 # ----------------------------------------------------------------- capacity
 
 
@@ -306,6 +317,13 @@ def _parser() -> argparse.ArgumentParser:
     add("analyze", cmd_analyze, "re-judge a stored run from its files").add_argument(
         "run_dir", metavar="RUN_DIR"
     )
+    compare = add(
+        "compare",
+        cmd_compare,
+        "which connection strategy survives? every driver on the same scenarios and seeds:"
+        " [drivers=a,b] [scenarios=x,y] [seeds=N] [out=DIR]",
+    )
+    compare.add_argument("words", nargs="*", metavar="key=value")
     cap = add(
         "capacity",
         cmd_capacity,

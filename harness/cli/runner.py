@@ -92,20 +92,24 @@ class ServerShape:
     settings: Mapping[str, str | int] = field(default_factory=dict)
 
 
-def run_scenario(scenario: Scenario, options: dict[str, str] | None = None) -> int:
+def run_scenario(
+    scenario: Scenario, options: dict[str, str] | None = None, *, root: Path | None = None
+) -> int:
     """Run one scenario end to end; return its exit status (and print where the report is).
 
-    The first SIGINT or SIGTERM tears the run down (everything it started is
-    released) and the status is 130 / 143 with the result ``interrupted``."""
-    return run_scenario_result(scenario, options)[0]
+    ``root``: where its run directory goes (``reports/`` by default; ``make compare``
+    gives each run a place under its own report). The first SIGINT or SIGTERM tears
+    the run down (everything it started is released) and the status is 130 / 143
+    with the result ``interrupted``."""
+    return run_scenario_result(scenario, options, root=root)[0]
 
 
 def run_scenario_result(
-    scenario: Scenario, options: dict[str, str] | None = None
+    scenario: Scenario, options: dict[str, str] | None = None, *, root: Path | None = None
 ) -> tuple[int, ScenarioResult, Path]:
     """:func:`run_scenario`, also giving the result and its run directory."""
     progress = Progress(scenario.name)
-    run_dir = RunDir(scenario.name)
+    run_dir = RunDir(scenario.name, root=root) if root is not None else RunDir(scenario.name)
     outcome: ScenarioResult
     identity: dict[str, Any] = {}
     with handle_signals():

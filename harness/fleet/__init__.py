@@ -1,7 +1,9 @@
 """harness.fleet: Lambda-like worker processes, their proxies, and the faults done to them.
 
-Layering inside: ``protocol`` (every message, typed) and ``classify`` (ok / fail /
-info rules) are pure; ``worker`` is the worker process; ``procs`` (signals that
+Layering inside: ``protocol`` (every message, typed), ``classify`` (ok / fail /
+info rules) and ``drivers`` (what a worker runs: the driver registry) are pure;
+``channel`` is the one link to a worker process (a forkserver pipe, or any
+program's stdin/stdout); ``worker`` is the Python worker process; ``procs`` (signals that
 wait for their effect, /proc), ``links`` (a worker's proxy), ``sockets`` (holding
 a reclaimed worker's sockets), ``schema`` (the workload tables) and ``pending``
 (an op in flight) sit beside it; ``core`` (:class:`Fleet`: processes, routing,

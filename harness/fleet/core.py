@@ -34,11 +34,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
-from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
 
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from harness.errors import (
     FleetAtCapacity,
@@ -49,6 +48,8 @@ from harness.errors import (
     WorkerUnavailable,
 )
 from harness.fleet import procs, schema, sockets, worker
+from harness.fleet.channel import Channel, PipeChannel, SubprocessChannel
+from harness.fleet.drivers import DriverSpec
 from harness.fleet.links import WorkerLink
 from harness.fleet.log import MessageLog
 from harness.fleet.pending import OpResult, Pending
@@ -60,6 +61,7 @@ from harness.fleet.protocol import (
     Completed,
     Continue,
     Crashed,
+    Init,
     Invoke,
     Invoked,
     Message,
@@ -74,7 +76,7 @@ from harness.fleet.protocol import (
     decode_message,
     encode,
 )
-from harness.history import ErrorInfo, FaultF, HistoryWriter, OpEvent, OpF, ReapEvent
+from harness.history import ErrorInfo, FaultF, HistoryWriter, OpEvent, OpF, ReapEvent, to_json
 from harness.infra.owned import owned, signals_held
 from harness.infra.postgres import PostgresServer
 from harness.infra.toxiproxy import ToxiproxyServer
@@ -109,6 +111,12 @@ class FleetConfig:
     """At teardown, how long a worker may take to exit after ``stop`` before SIGKILL."""
     seed: int | None = None
     """Seeds every worker's client randomness (see ``WorkerSpec.seed``)."""
+    # -- drivers (harness/fleet/drivers.py) ----------------------------------------------
+    driver: DriverSpec | None = None
+    """What the workers run; None: the lease client ``client_class`` (today's default). For
+    a driver with the ``lease`` api, ``client_class`` still says which class (the bug zoo)."""
+    upstream: tuple[str, int] | None = None
+    """Where the workers' proxies lead (a PgBouncer); None: the PostgreSQL server."""
 
 
 @dataclass(frozen=True)
@@ -138,7 +146,13 @@ class Diagnostic:
     """Something the fleet's own machinery could not do; kept for the run's judge."""
 
     kind: Literal[
-        "protocol_error", "reader_error", "send_failed", "freeze_failed", "link_unreachable"
+        "protocol_error",
+        "reader_error",
+        "send_failed",
+        "freeze_failed",
+        "link_unreachable",
+        "driver_protocol",
+        "op_timeout",
     ]
     worker: str
     detail: str
@@ -156,8 +170,8 @@ class _Worker:
         self.frozen = False
         self.blackholed = False
         self.paused_at: PausePoint | None = None
-        self.process: BaseProcess | None = None
-        self.conn: Connection | None = None
+        self.channel: Channel | None = None
+        """The worker's process and its JSON-lines link (pipe or stdin/stdout)."""
         self.link: WorkerLink | None = None
         self.os_pid = 0
         self.pending: Pending | None = None
@@ -174,6 +188,8 @@ class _Worker:
         """Run once, in the reader thread, at the worker's next query error or op end."""
         self.record: str | None = None
         """Its entry in this process's owned records (see ``harness.infra.owned``)."""
+        self.external = False
+        """A program of its own (subprocess transport): a line it gets wrong is its fault."""
 
     @property
     def alive(self) -> bool:
@@ -275,7 +291,7 @@ class Fleet:
 
     def _live(self, name: str) -> _Worker:
         w = self._get(name)
-        if not w.alive or w.process is None:
+        if not w.alive or w.channel is None:
             raise WorkerUnavailable(f"worker {name} is {w.state}")
         return w
 
@@ -357,7 +373,16 @@ class Fleet:
         else:
             value = dict(args)
         with self._cond:
-            pending = Pending(op, w.name, f, value, self.config.op_timeout, since=self.log.mark())
+            pending = Pending(
+                op,
+                w.name,
+                f,
+                value,
+                self.config.op_timeout,
+                since=self.log.mark(),
+                grace=self.config.signal_timeout,
+            )
+            pending.on_timeout = lambda: self._end_hung(w, pending)
             w.pending = pending
         try:
             self._command(w, Invoke(op=op, f=f, args=args, value=value))
@@ -366,13 +391,30 @@ class Fleet:
             self._diagnose("send_failed", w.name, f"op {op}: {exc}")
         return pending
 
+    def _end_hung(self, w: _Worker, pending: Pending) -> bool:
+        """An op that did not answer within the op timeout, on a worker that was neither
+        frozen nor paused: the driver hung. It is killed and recorded as a crash (P4),
+        and the op ends ``info``; never a harness that waits forever."""
+        with self._cond:
+            if pending.done() or not w.alive or w.frozen or w.paused_at is not None:
+                return False
+            if w.pending is not pending:
+                return False
+            w.crash_tb = (
+                f"the driver did not answer {pending.f} op {pending.op} within"
+                f" {pending.default_timeout:g}s (not frozen, not paused): killed as hung"
+            )
+            self._diagnose("op_timeout", w.name, w.crash_tb)
+            procs.kill(w.os_pid)
+        return True
+
     def new_op_id(self) -> str:
         """An op id unique within the run (and, with the run id, across runs)."""
         return f"{self.run_id}-op{next(self._op_seq)}"
 
     def _command(self, w: _Worker, cmd: Command) -> None:
-        assert w.conn is not None
-        w.conn.send_bytes(encode(cmd))
+        assert w.channel is not None
+        w.channel.send(encode(cmd))
 
     def _reserve(self, live: list[_Worker]) -> _Worker:
         number = next(self._numbers)
@@ -396,57 +438,79 @@ class Fleet:
 
     def _spawn(self, w: _Worker) -> None:
         """Cold start: the worker's proxy, its process, its reader thread."""
-        w.link = WorkerLink(self.toxiproxy, f"{self.run_id}-{w.name}", (self.pg.host, self.pg.port))
+        upstream = self.config.upstream or (self.pg.host, self.pg.port)
+        w.link = WorkerLink(self.toxiproxy, f"{self.run_id}-{w.name}", upstream)
+        driver = self.config.driver
+        client_class = self.config.client_class
+        if driver is not None and driver.api != "lease":
+            client_class = driver.client_class
         spec = WorkerSpec(
             name=w.name,
             slot=w.slot,
             conninfo=self.pg.dsn(host=w.link.host, port=w.link.port),
             lease=dict(self.config.lease),
-            client_class=self.config.client_class,
+            client_class=client_class,
             client_kwargs=dict(self.config.client_kwargs),
             seed=self.config.seed,
+            driver="lease" if driver is None else driver.name,
+            api="lease" if driver is None else driver.api,
+            driver_options={} if driver is None else dict(driver.options),
+            application_name="" if driver is None else driver.application_name,
         )
-        parent, child = _CTX.Pipe(duplex=True)
-        proc = _CTX.Process(
-            target=worker.main, args=(child, spec), name=f"thawproof-{w.name}", daemon=True
-        )
-        try:
-            with signals_held():  # the worker exists only once it is recorded
-                proc.start()
-                assert proc.pid is not None
-                w.record = owned().process(proc.pid, f"worker {self.run_id}/{w.name}")
-                _record_forkserver()
-        finally:
-            child.close()
-        w.process, w.conn, w.os_pid = proc, parent, proc.pid
-        procs.register_worker(proc.pid, f"{self.run_id}/{w.name}")
-        self.history.worker_event("spawn", worker=w.name, os_pid=proc.pid)
+        with signals_held():  # the worker exists only once it is recorded
+            if driver is not None and driver.transport == "subprocess":
+                channel: Channel = self._start_subprocess(w, driver, spec)
+            else:
+                channel = self._start_forked(w, spec)
+        w.channel, w.os_pid = channel, channel.pid
+        w.external = driver is not None and driver.transport == "subprocess"
+        procs.register_worker(channel.pid, f"{self.run_id}/{w.name}")
+        self.history.worker_event("spawn", worker=w.name, os_pid=channel.pid)
         w.reader = threading.Thread(
             target=self._read_loop, args=(w,), name=f"fleet-{w.name}-reader", daemon=True
         )
         w.reader.start()
 
+    def _start_forked(self, w: _Worker, spec: WorkerSpec) -> Channel:
+        """A Python worker: a forkserver child on a pipe (dies with it: PR_SET_PDEATHSIG)."""
+        parent, child = _CTX.Pipe(duplex=True)
+        proc = _CTX.Process(
+            target=worker.main, args=(child, spec), name=f"thawproof-{w.name}", daemon=True
+        )
+        try:
+            proc.start()
+            assert proc.pid is not None
+            w.record = owned().process(proc.pid, f"worker {self.run_id}/{w.name}")
+            _record_forkserver()
+        finally:
+            child.close()
+        return PipeChannel(parent, proc)
+
+    def _start_subprocess(self, w: _Worker, driver: DriverSpec, spec: WorkerSpec) -> Channel:
+        """Any other program, on its stdin/stdout; its stderr is kept beside the history.
+        It is recorded as ours at once (the watchdog ends it if this process dies) and
+        it exits by itself when its stdin closes."""
+        stderr = Path(self.history.path).parent / "workers" / f"{self.run_id}-{w.name}.stderr"
+        channel = SubprocessChannel(
+            driver.command, cwd=str(_node_dir()), stderr_path=stderr, env=_child_env()
+        )
+        w.record = owned().process(channel.pid, f"worker {self.run_id}/{w.name} ({driver.name})")
+        try:
+            channel.send(
+                encode(Init(spec=worker_spec_json(spec, self.pg), sql=schema.dollar_sql()))
+            )
+        except (OSError, ValueError) as exc:
+            self._diagnose("send_failed", w.name, f"init: {exc}")
+        return channel
+
     # ------------------------------------------------------------------ reading workers
 
     def _read_loop(self, w: _Worker) -> None:
-        assert w.conn is not None
-        assert w.process is not None
-        conn, sentinel = w.conn, w.process.sentinel
+        assert w.channel is not None
+        channel = w.channel
         try:
-            while True:
-                ready = wait([conn, sentinel])
-                if conn in ready:
-                    try:
-                        data = conn.recv_bytes()
-                    except (EOFError, OSError):
-                        break
-                    self._handle(w, data)
-                    continue
-                # The process ended: take what it sent before it did.
-                with contextlib.suppress(EOFError, OSError):
-                    while conn.poll(0):
-                        self._handle(w, conn.recv_bytes())
-                break
+            while (data := channel.recv()) is not None:
+                self._handle(w, data)
         finally:
             self._on_exit(w)
 
@@ -456,12 +520,29 @@ class Fleet:
         try:
             msg = decode_message(data)
         except HarnessError as exc:
-            self._diagnose("protocol_error", w.name, f"{exc}")
+            if w.external:
+                self._protocol_violation(w, exc)
+            else:
+                self._diagnose("protocol_error", w.name, f"{exc}")
             return
         try:
             self._on_message(w, msg)
         except Exception as exc:
             self._diagnose("reader_error", w.name, f"{exc!r} on {msg!r}"[:500])
+
+    def _protocol_violation(self, w: _Worker, exc: HarnessError) -> None:
+        """A driver program sent a line that is no protocol message (a stray print, a
+        bad field): nothing it says can be trusted any more. It is the driver's fault,
+        not the harness's: killed and recorded as a crash with the line (P4)."""
+        with self._cond:
+            if w.crash_tb is None:
+                w.crash_tb = f"protocol violation: {exc}"
+            self._diagnose("driver_protocol", w.name, str(exc)[:500])
+            if w.alive:
+                if w.frozen:
+                    with contextlib.suppress(ProcessLookupError, SignalTimeout):
+                        procs.cont(w.os_pid, self.config.signal_timeout)
+                procs.kill(w.os_pid)
 
     def _on_message(self, w: _Worker, msg: Message) -> None:
         finished: tuple[Pending, OpResult] | None = None
@@ -637,9 +718,9 @@ class Fleet:
         )
 
     def _on_exit(self, w: _Worker) -> None:
-        assert w.process is not None
-        w.process.join()
-        code = w.process.exitcode
+        assert w.channel is not None
+        code = w.channel.wait()
+        w.channel.close()  # its lines are all read: nothing more will come
         finished: tuple[Pending, OpResult] | None = None
         with self._cond:
             procs.unregister_worker(w.os_pid)
@@ -842,7 +923,7 @@ class Fleet:
         (they close their client), kill those inside an op, and stragglers after
         ``stop_grace``. Recorded as ``exit`` (not ``crash``)."""
         with self._cond:
-            live = [w for w in self._workers.values() if w.alive and w.process is not None]
+            live = [w for w in self._workers.values() if w.alive and w.channel is not None]
             for w in live:
                 self._ask_to_stop(w)
         deadline = time.monotonic() + self.config.stop_grace
@@ -859,8 +940,8 @@ class Fleet:
                 problems.append(f"{w.name} (pid {w.os_pid})")
             if w.reader is not None:
                 w.reader.join(self.config.signal_timeout)
-            if w.conn is not None:
-                w.conn.close()
+            if w.channel is not None:
+                w.channel.close()
         if problems:
             raise FleetTimeout("workers did not exit: " + ", ".join(problems))
 
@@ -873,7 +954,7 @@ class Fleet:
         if w.state == "busy" and w.paused_at is None:
             # Inside an op it reads no command until the op ends: kill it now.
             procs.kill(w.os_pid)
-        elif w.conn is not None:
+        elif w.channel is not None:
             with contextlib.suppress(OSError, ValueError):
                 self._command(w, Stop())
 
@@ -922,6 +1003,32 @@ def _record_forkserver() -> None:
     if isinstance(pid, int) and pid not in _forkserver_recorded:
         _forkserver_recorded.add(pid)
         owned().process(pid, "multiprocessing forkserver")
+
+
+def _node_dir() -> Path:
+    from harness.fleet.drivers import NODE_DIR
+
+    return NODE_DIR
+
+
+def _child_env() -> dict[str, str]:
+    """A subprocess worker's environment: ours, without libpq's PG* (its spec says where)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PG") or k == "PG_AEQUOR_DIR"}
+
+
+def worker_spec_json(spec: WorkerSpec, pg: PostgresServer) -> dict[str, Any]:
+    """A :class:`WorkerSpec` as a subprocess worker reads it: its fields, and ``dsn`` (the
+    conninfo as host, port, user, password, dbname, for clients that take an object)."""
+    raw = to_json(spec)
+    params = conninfo_to_dict(spec.conninfo)
+    raw["dsn"] = {
+        "host": str(params.get("host", pg.host)),
+        "port": int(str(params.get("port") or pg.port)),
+        "user": str(params.get("user", "")),
+        "password": str(params.get("password", "")),
+        "dbname": str(params.get("dbname", "")),
+    }
+    return raw
 
 
 def _exit_detail(code: int | None) -> str:

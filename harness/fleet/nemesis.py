@@ -67,7 +67,7 @@ class Nemesis:
         fleet = self.fleet
         pending = fleet.start("slow_read", worker=worker, seconds=seconds)
         started = fleet.log.wait_query_started(pending.worker, after=pending.since, timeout=timeout)
-        self.wait_backend_active(_pid(started.backend_pid), "pg_sleep", timeout)
+        self.wait_backend_active(started.backend_pid, "pg_sleep", timeout, since=started.wall)
         fleet.freeze(
             pending.worker,
             f="freeze_mid_query",
@@ -120,7 +120,7 @@ class Nemesis:
         """Cut the socket of a started op once its statement runs on the server."""
         fleet = self.fleet
         started = fleet.log.wait_query_started(pending.worker, after=pending.since, timeout=timeout)
-        self.wait_backend_active(_pid(started.backend_pid), None, timeout)
+        self.wait_backend_active(started.backend_pid, None, timeout, since=started.wall)
         link = fleet.link(pending.worker)
         fleet.record_fault("socket_reset", pending.worker, {"mode": mode, "op": pending.op})
         if mode == "reset_peer":
@@ -221,34 +221,67 @@ class Nemesis:
         return pid
 
     def wait_backend_active(
-        self, pid: int, query_contains: str | None, timeout: float | None = None
-    ) -> None:
+        self,
+        pid: int | None,
+        query_contains: str | None,
+        timeout: float | None = None,
+        *,
+        since: float | None = None,
+    ) -> int:
         """Wait until ``pg_stat_activity`` shows backend ``pid`` active (running a query
-        containing ``query_contains``): the statement really reached the server."""
+        containing ``query_contains``): the statement really reached the server. The pid
+        it was seen on.
+
+        A driver behind a pooler (PgBouncer) cannot name the server backend its statement
+        runs on (``pid`` None, or PgBouncer's made-up key, not a server pid): then any
+        client backend of the database active in such a query that started at or after
+        ``since`` (wall seconds: the worker's query start) is the one."""
         limit = self.fleet.config.op_timeout if timeout is None else timeout
-        last: list[tuple[str | None, str | None] | None] = [None]
+        last: list[object] = [None]
+        db = self.fleet.pg.app_db
         with psycopg.connect(_admin_dsn(self.fleet), autocommit=True) as conn:
 
-            def active() -> bool | None:
-                row = conn.execute(
-                    "SELECT state, query FROM pg_stat_activity WHERE pid = %s", (pid,)
-                ).fetchone()
-                last[0] = None if row is None else (row[0], row[1])
-                seen = last[0]
-                hit = (
-                    seen is not None
-                    and seen[0] == "active"
-                    and (query_contains is None or query_contains in (seen[1] or ""))
-                )
-                return True if hit else None
+            def server_pid() -> bool:
+                if pid is None:
+                    return False
+                row = conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,))
+                return row.fetchone() is not None
 
-            poll(
+            exact = server_pid()
+
+            def active() -> int | None:
+                if exact:
+                    row = conn.execute(
+                        "SELECT state, query FROM pg_stat_activity WHERE pid = %s", (pid,)
+                    ).fetchone()
+                    last[0] = None if row is None else (row[0], row[1])
+                    hit = (
+                        row is not None
+                        and row[0] == "active"
+                        and (query_contains is None or query_contains in (row[1] or ""))
+                    )
+                    return pid if hit else None
+                rows = conn.execute(
+                    "SELECT pid, query FROM pg_stat_activity WHERE datname = %s"
+                    " AND state = 'active' AND backend_type = 'client backend'"
+                    " AND pid <> pg_backend_pid() AND query_start >= to_timestamp(%s)"
+                    " AND query LIKE %s",
+                    (db, (since or 0.0) - 0.2, f"%{query_contains or ''}%"),
+                ).fetchall()
+                last[0] = rows
+                return int(rows[0][0]) if rows else None
+
+            found: int = poll(
                 active,
                 timeout=limit,
-                what=f"backend {pid} active on the server",
+                what=f"backend {pid} active on the server"
+                if exact
+                else f"a backend active in {query_contains or 'a query'} (the driver's pid"
+                f" {pid} is not a server backend)",
                 error=FleetTimeout,
                 describe=lambda: last[0],
             )
+            return found
 
     # ------------------------------------------------------------------ helpers
 
@@ -280,12 +313,6 @@ class Nemesis:
 
         fleet.on_next_error(worker, undo)
         pending.on_done(undo)
-
-
-def _pid(backend_pid: int | None) -> int:
-    if backend_pid is None:
-        raise FleetError("the worker reported a query start without a backend")
-    return backend_pid
 
 
 def _admin_dsn(fleet: Fleet) -> str:

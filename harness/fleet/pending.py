@@ -42,6 +42,11 @@ class Pending:
     default_timeout: float
     since: int = 0
     """The fleet's message-log position when the op was sent (for ``Fleet.wait_for``)."""
+    on_timeout: Callable[[], bool] | None = field(default=None, repr=False)
+    """Called when :meth:`wait` runs out of time; True: it ended the worker as hung (the
+    op then resolves, ``info``, within ``grace``), False: the worker is legitimately held
+    (frozen, paused) and the wait fails."""
+    grace: float = 5.0
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _result: OpResult | None = field(default=None, repr=False)
     _callbacks: list[Callable[[OpResult], None]] = field(default_factory=list, repr=False)
@@ -58,6 +63,9 @@ class Pending:
         """The result; :class:`FleetTimeout` if the op has not ended within ``timeout``."""
         limit = self.default_timeout if timeout is None else timeout
         if not self._done.wait(limit):
+            if self.on_timeout is not None and self.on_timeout() and self._done.wait(self.grace):
+                assert self._result is not None
+                return self._result
             raise FleetTimeout(
                 f"{self.f} op {self.op} on worker {self.worker} did not end within {limit}s"
             )

@@ -9,6 +9,7 @@ the fields (:mod:`harness.history.codec`), with ``kind`` saying what it is.
 
 Controller to worker:
 
+- ``init``     (subprocess transport only, the first line) the :class:`WorkerSpec` and the SQL
 - ``invoke``   run one operation ``f`` (``args``), recording ``value`` in the history
 - ``continue`` a paused operation may go on
 - ``skew``     the worker's lease clock becomes ``time.time() + seconds``
@@ -45,6 +46,11 @@ from harness.history.codec import registry
 
 DEFAULT_CLIENT = "harness.lease:LeaseClient"
 
+DriverApi = Literal["lease", "driver"]
+"""How a Python worker builds its client: ``lease`` = ``cls(conninfo, LeaseConfig, hooks=)``
+(the bundled client and the bug zoo); ``driver`` = ``cls(conninfo, options, hooks)`` (see
+``harness/drivers/README.md``)."""
+
 PausePoint = Literal["tx", "locked", "scanned"]
 """Where an operation may pause: inside ``long_tx``'s transaction, or a ``reap`` at a step."""
 ReapStep = Literal["locked", "scanned", "kill", "busy", "pass_end", "error", "denied_once"]
@@ -75,6 +81,15 @@ class WorkerSpec:
     """Extra keyword arguments for the client class."""
     seed: int | None = None
     """Seeds the client's randomness (reap jitter, backoff) when its class takes ``rng``."""
+    # -- drivers (harness/drivers/PROTOCOL.md) -------------------------------------------
+    driver: str = "lease"
+    """The driver's name, for the record."""
+    api: DriverApi = "lease"
+    driver_options: Mapping[str, Any] = field(default_factory=dict)
+    """The driver's own options (``api='driver'`` and subprocess drivers)."""
+    application_name: str = ""
+    """What a driver without leases sets as ``application_name`` (one name for the whole
+    service, as serverless-postgres wants)."""
 
 
 # ----------------------------------------------------------------- controller -> worker
@@ -87,6 +102,17 @@ class Invoke:
     args: Mapping[str, Any]
     value: Mapping[str, Any]
     kind: Literal["invoke"] = "invoke"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Init:
+    """The first line a subprocess worker reads: its spec (the fields of :class:`WorkerSpec`,
+    plus ``dsn``: host, port, user, password, dbname), and the workload's SQL with ``$n``
+    placeholders, so no other language spells the workload a second time."""
+
+    spec: Mapping[str, Any]
+    sql: Mapping[str, str]
+    kind: Literal["init"] = "init"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,7 +131,7 @@ class Stop:
     kind: Literal["stop"] = "stop"
 
 
-Command: TypeAlias = Invoke | Continue | Skew | Stop
+Command: TypeAlias = Init | Invoke | Continue | Skew | Stop
 
 
 # ----------------------------------------------------------------- worker -> controller
@@ -125,6 +151,8 @@ class Stamped:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Ready(Stamped):
     os_pid: int
+    driver: str = ""
+    """The driver's name as it says it (a subprocess driver's runtime reports it)."""
     kind: Literal["ready"] = "ready"
 
 
@@ -133,7 +161,8 @@ class Invoked(Stamped):
     op: str
     f: OpF
     value: Mapping[str, Any]
-    lease_valid: bool
+    lease_valid: bool | None
+    """By true time; None for a driver without leases (nothing to be valid)."""
     backend_pid: int | None = None
     kind: Literal["invoke"] = "invoke"
 
@@ -260,7 +289,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     Note,
     Crashed,
 )
-COMMAND_TYPES: tuple[type[Command], ...] = (Invoke, Continue, Skew, Stop)
+COMMAND_TYPES: tuple[type[Command], ...] = (Init, Invoke, Continue, Skew, Stop)
 
 
 # ----------------------------------------------------------------- the wire

@@ -31,6 +31,23 @@ SLOW_READ_SQL = "SELECT pg_sleep(%s)"
 HOT_SQL = "UPDATE hot SET n = n + 1 WHERE id = %s"
 BURST_SQL = "SELECT 1"
 
+
+def dollar_sql() -> dict[str, str]:
+    """The workload's statements with ``$1``... placeholders, for drivers in other
+    languages (node-postgres and most others): the SQL is spelled only here."""
+    out: dict[str, str] = {}
+    for name, text in (
+        ("write", WRITE_SQL),
+        ("read", READ_SQL),
+        ("slow_read", SLOW_READ_SQL),
+        ("hot", HOT_SQL),
+        ("burst", BURST_SQL),
+    ):
+        parts = text.split("%s")
+        out[name] = parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], 1))
+    return out
+
+
 _TABLES = (
     "CREATE TABLE IF NOT EXISTS ledger (op_id text NOT NULL, worker text, amount int)",
     "CREATE TABLE IF NOT EXISTS counter (id int PRIMARY KEY, n bigint NOT NULL)",

@@ -258,6 +258,12 @@ def load_class(path: str) -> Any:
 
 
 def build_client(spec: WorkerSpec) -> Any:
+    """The worker's one client. ``api='lease'``: ``cls(conninfo, LeaseConfig, hooks=...)``;
+    ``api='driver'``: ``cls(conninfo, options, hooks)`` (harness/drivers/README.md), the
+    options carrying the service's ``application_name``."""
+    if spec.api == "driver":
+        options = {"application_name": spec.application_name, **dict(spec.driver_options)}
+        return load_class(spec.client_class)(spec.conninfo, options, _hooks())
     from harness.lease import LeaseConfig
 
     config = LeaseConfig(**dict(spec.lease), clock=lease_clock)
@@ -279,7 +285,7 @@ def _first(rows: list[tuple[Any, ...]]) -> Any:
 def _write(op: str, args: Mapping[str, Any], once: bool) -> dict[str, Any]:
     assert _spec is not None
     params = (op, _spec.name, int(args.get("amount", 1)))
-    if once:
+    if once and hasattr(CLIENT, "execute_once"):
         return {"counter": _first(CLIENT.execute_once(op, schema.WRITE_SQL, params))}
     return {"counter": _first(CLIENT.execute(schema.WRITE_SQL, params))}
 
@@ -301,6 +307,11 @@ def _long_tx(args: Mapping[str, Any]) -> dict[str, Any]:
 
 def _reap(args: Mapping[str, Any]) -> dict[str, Any]:
     global _pause_at
+    if not hasattr(CLIENT, "reap_now"):
+        # No reaper of its own: the invocation is an ordinary one (whatever the driver
+        # does on every invocation, cleaning included, still happens).
+        CLIENT.execute(schema.BURST_SQL, idempotent=True)
+        return {"decisions": [], "reaper": False}
     _pause_at = args.get("pause_at")
     try:
         decisions = CLIENT.reap_now()
@@ -338,7 +349,10 @@ def _serve(cmd: Invoke) -> None:
     _current_op = cmd.op
     expiry = getattr(CLIENT, "lease_expiry", None)
     # No connection yet: the op will run under a fresh lease, so it starts valid.
-    lease_valid = True if expiry is None else float(expiry) > time.time()
+    # A driver without leases has nothing to be valid: None.
+    lease_valid: bool | None = True if expiry is None else float(expiry) > time.time()
+    if _spec is not None and _spec.api != "lease":
+        lease_valid = None
     _send(
         Invoked(
             op=cmd.op,
@@ -369,6 +383,10 @@ def _serve(cmd: Invoke) -> None:
         )
     finally:
         _current_op = None
+        end = getattr(CLIENT, "end_invocation", None)
+        if end is not None:
+            with contextlib.suppress(Exception):
+                end()
     _send(done)
 
 

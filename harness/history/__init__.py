@@ -42,6 +42,8 @@ from harness.history.events import (
     ReapPassF,
     ReapResult,
     StepEvent,
+    TerminationCause,
+    TerminationEvent,
     WorkerEvent,
     WorkerF,
 )
@@ -79,6 +81,8 @@ __all__ = [
     "ReapResult",
     "Sample",
     "StepEvent",
+    "TerminationCause",
+    "TerminationEvent",
     "WorkerEvent",
     "WorkerF",
     "dumps",

@@ -53,6 +53,13 @@ ForeignF = Literal["register", "release"]
 ReapPassF = Literal["locked", "scanned", "pass_end"]
 """The steps of a reaper pass recorded beside its kills: the advisory lock taken, the
 scan's decision, the lock about to be released."""
+TerminationCause = Literal[
+    "terminate_backend", "idle_session_timeout", "idle_in_transaction_timeout"
+]
+"""Why the server ended a backend, by its log's FATAL line (PostgreSQL 15, measured):
+``terminating connection due to administrator command`` (57P01, a
+``pg_terminate_backend``), ``... due to idle-session timeout`` (57P05),
+``... due to idle-in-transaction timeout`` (25P03)."""
 
 COMPLETIONS: frozenset[str] = frozenset(get_args(CompletionType))
 WRITE_FS: frozenset[str] = frozenset({"write", "write_once"})
@@ -222,6 +229,32 @@ class StepEvent:
     type: Literal["step"] = "step"
 
 
+@dataclass(frozen=True, slots=True)
+class TerminationEvent:
+    """The server ended backend ``pid`` (read from its log when the run ends).
+
+    ``killer_*`` name the session whose logged statement called ``pg_terminate_backend``
+    just before (its pid, application_name, role, and the statement with its
+    parameters), when the log shows one; None for the server's own timeouts and for
+    a kill the log does not attribute (a role whose statements are not logged)."""
+
+    pid: int
+    cause: TerminationCause
+    application_name: str | None
+    """The victim's, as the log line's prefix gives it."""
+    user: str | None
+    time: float
+    wall: float
+    """The server log's timestamp (same machine, so the same wall clock)."""
+    killer_pid: int | None = None
+    killer_application_name: str | None = None
+    killer_user: str | None = None
+    statement: str | None = None
+    worker: str | None = None
+    """Always None: the server's record names backends, not workers."""
+    type: Literal["termination"] = "termination"
+
+
 Event: TypeAlias = (
     OpEvent
     | FaultEvent
@@ -232,6 +265,7 @@ Event: TypeAlias = (
     | QueryStartEvent
     | ForeignEvent
     | StepEvent
+    | TerminationEvent
 )
 EVENT_TYPES: tuple[type[Event], ...] = (
     OpEvent,
@@ -243,4 +277,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     QueryStartEvent,
     ForeignEvent,
     StepEvent,
+    TerminationEvent,
 )

@@ -142,7 +142,7 @@ class HistoryWriter:
         worker: str | None,
         f: OpF,
         value: Mapping[str, Any],
-        lease_valid: bool,
+        lease_valid: bool | None,
         process: int | None = None,
         backend_pid: int | None = None,
         time: float | None = None,

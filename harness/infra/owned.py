@@ -79,6 +79,12 @@ def signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+def unblock_in_child() -> None:
+    """``preexec_fn`` for a server started inside :func:`signals_held`: a child inherits
+    the signal mask, and a server must see SIGTERM (it only calls ``pthread_sigmask``)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 @dataclass(frozen=True)
 class Record:
     """One owned thing: ``kind`` process | cluster | dir, and how to find it."""

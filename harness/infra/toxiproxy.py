@@ -56,7 +56,7 @@ from harness.errors import (
     ToxiproxyNotFound,
     UsageError,
 )
-from harness.infra.owned import owned, signals_held
+from harness.infra.owned import owned, signals_held, unblock_in_child
 from harness.infra.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -433,6 +433,7 @@ class ToxiproxyServer:
                     env=env,
                     cwd=REPO,
                     start_new_session=True,  # the terminal's Ctrl-C is for the harness
+                    preexec_fn=unblock_in_child,
                 )
                 record = owned().process(process.pid, f"{kind} server")
             self.process = process

@@ -5,6 +5,19 @@
 """
 
 from harness.observe.sampler import ActivitySampler
-from harness.observe.serverlog import KillCrossCheck, cross_check_kills, terminations_from_log
+from harness.observe.serverlog import (
+    KillCrossCheck,
+    cross_check_kills,
+    parse_log,
+    terminations,
+    terminations_from_log,
+)
 
-__all__ = ["ActivitySampler", "KillCrossCheck", "cross_check_kills", "terminations_from_log"]
+__all__ = [
+    "ActivitySampler",
+    "KillCrossCheck",
+    "cross_check_kills",
+    "parse_log",
+    "terminations",
+    "terminations_from_log",
+]

@@ -40,7 +40,17 @@ def one_line(done: subprocess.CompletedProcess[str], *needles: str) -> None:
 
 
 def test_help_everywhere() -> None:
-    for args in ([], ["list"], ["run"], ["replay"], ["report"], ["analyze"], ["clean"]):
+    for args in (
+        [],
+        ["list"],
+        ["run"],
+        ["replay"],
+        ["report"],
+        ["analyze"],
+        ["clean"],
+        ["compare"],
+        ["capacity"],
+    ):
         done = thawproof(*args, "--help")
         assert done.returncode == 0, done.stderr
         assert "usage: thawproof" in done.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import socketserver
 import sys
@@ -202,3 +203,14 @@ def test_server_without_metrics_flag_is_started_without_it_and_counts_nothing(
     with ToxiproxyServer(env={**env, "TOXIPROXY_SERVER": str(fake)}) as server:
         assert server.kind == "toxiproxy-server"
         assert server.byte_counts() is None
+
+
+def test_the_started_server_sees_sigterm(toxiproxy_server: ToxiproxyServer) -> None:
+    """It is started while the harness holds SIGINT/SIGTERM (so it exists only once
+    recorded); the child must not inherit that mask, or nothing but SIGKILL stops it."""
+    if toxiproxy_server.process is None:
+        pytest.skip("the proxy server was not started here (TOXIPROXY_URL)")
+    status = Path(f"/proc/{toxiproxy_server.process.pid}/status").read_text()
+    blocked = int(next(ln for ln in status.splitlines() if ln.startswith("SigBlk:")).split()[1], 16)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        assert not blocked & (1 << (signum - 1)), f"{signum.name} is blocked in the server"
