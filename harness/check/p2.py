@@ -94,6 +94,7 @@ def _p2_zombies(run: Run) -> tuple[list[dict[str, Any]], list[str], dict[str, An
     out: list[dict[str, Any]] = []
     unjudged: list[str] = []
     lived: list[float] = []
+    after_last: list[int] = []
     for z in zombies(run):
         deadline = covered_deadline(run, z.since, bound, gap)
         # presence is contiguous: it was there at every sample from since to last_seen
@@ -115,6 +116,10 @@ def _p2_zombies(run: Run) -> tuple[list[dict[str, Any]], list[str], dict[str, An
             lived.append(z.until - z.since)  # its worker thawed: no zombie any more
         elif z.gone_at is not None:
             lived.append(z.gone_at - z.since)
+        elif z.since >= last_invoke:
+            # it became one after the last invocation (the run's final parking): no
+            # invocation arrived to oblige a reaper, so P2 says nothing about it
+            after_last.append(z.pid)
         else:
             unjudged.append(
                 f"zombie backend {z.pid} of worker {z.worker} ({z.why} since {run.at(z.since)})"
@@ -124,6 +129,7 @@ def _p2_zombies(run: Run) -> tuple[list[dict[str, Any]], list[str], dict[str, An
     measured = {
         "zombies": len(lived) + len(out) + len(unjudged),
         "longest_zombie_s": max(lived, default=None),
+        "zombies_after_last_invocation": after_last,
     }
     return out, unjudged, measured
 
@@ -151,7 +157,9 @@ def check_p2(run: Run) -> Verdict:
     a zombie still there at a sample past that deadline, with an invocation at or
     after it, fails P2 with its pid, worker and since-when. One still there when
     the record ends, before its deadline was reached with invocations arriving,
-    cannot be judged (``unknown``, never ``ok``).
+    cannot be judged (``unknown``, never ``ok``) — unless it became a zombie only
+    after the last invocation (the run's final parking), when nothing obliged a
+    reaper to run: it is listed in ``measured`` and not judged.
     """
     cfg, tl = run.config, run.timeline
     zombies = [f for f in tl.faults_of(ZOMBIE_FAULTS) if not is_routine_freeze(f)]

@@ -151,3 +151,14 @@ def test_p2_a_pid_reused_by_another_client_is_not_the_zombie() -> None:
         return row(101, lease("n3w", 30.0), "idle", 5.0)  # someone else's backend now
 
     holds(check_p2(recorded(h, samples(12.0, 13.0, shape))))
+
+
+def test_p2_does_not_judge_a_zombie_made_after_the_last_invocation() -> None:
+    # every invocation ends at t=4; w1 parked at t=2 (lease until t=7) is a zombie only
+    # from t=7, when nothing arrives any more to oblige a reaper: not judged, not unknown
+    h = arrivals(w1(until=7.0).fault("freeze", 2.0, "w1"), 0.0, 4.0)
+    h.ok(h.invoke("w2", 6.9, pid=202), 6.95)  # the run's final invocation
+    leased = row(101, lease("w1a", 7.0), "idle", 0.6)
+    v = check_p2(recorded(h, samples(12.0, 13.0, lambda t: leased)))
+    assert v.ok, render_verdict(v)
+    assert v.measured["zombies_after_last_invocation"] == [101]
