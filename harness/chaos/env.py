@@ -7,7 +7,7 @@ worker), its history, the ``pg_stat_activity`` sampler and an
 path. :meth:`LiveRun.finish` runs the **settle** phase (faults healed,
 invocations still arriving for the convergence bound, then every frozen
 worker thawed and invoked once), reads the final database state, and judges
-the five properties over the recorded run.
+the properties (:data:`harness.check.CHECKS`) over the recorded run.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from harness.infra.owned import owned, signals_held
 from harness.infra.pgbouncer import PgBouncer
 from harness.infra.postgres import PostgresServer
 from harness.infra.toxiproxy import ToxiproxyServer
-from harness.lease import token
+from harness.lease import LeaseConfig, token
 from harness.observe import ActivitySampler, refusals, terminations
 from harness.wait import poll
 
@@ -114,7 +114,7 @@ class LiveRun:
         )
 
     def finish(self) -> Judged:
-        """Settle, then judge the whole run with the five properties, and cross-check
+        """Settle, then judge the whole run with every property, and cross-check
         the reaper's ledger against the server log's terminations."""
         self.env.settle(self.interpreter, self.sampler)
         final = self.interpreter.fleet.data.final_state()
@@ -230,6 +230,8 @@ class ChaosEnv:
                 own_app_prefix=SERVICE_APPLICATION,
                 sample_interval=SAMPLE_INTERVAL,
             )
+        # the margins the client really runs with (AUTO ones derived from the TTL)
+        lease = LeaseConfig(**t.lease_kwargs())
         return RunConfig(
             service=token.service_tag(SERVICE),
             connection_limit=self.limit,
@@ -241,6 +243,8 @@ class ChaosEnv:
             retry_budget_s=t.retry_budget,
             verify=_chaos_verify,
             sample_interval=SAMPLE_INTERVAL,
+            max_kills=lease.max_kills,
+            fence_margin=lease.fence_margin,
             clock_start=self.clock_start,
         )
 
@@ -396,8 +400,12 @@ class ChaosEnv:
         for p in list(it.frozen_ops):
             it.thaw_and_finish(p)
         it.frozen_ops.clear()
+        patient = True
         for name in self._closing_order(fleet, it.idle()):
-            self._wait_for_room(fleet, sampler, name)
+            # once the server did not free a slot within the bound, it will not: the
+            # rest go in unpaced (a client that never reaps must not make this pass
+            # wait the bound once per sandbox)
+            patient = patient and self._wait_for_room(fleet, sampler, name)
             with contextlib.suppress(WorkerUnavailable):
                 fleet.invoke("read", worker=name)
 
@@ -416,18 +424,18 @@ class ChaosEnv:
 
         return sorted(names, key=lambda n: not holds_backend(n))
 
-    def _wait_for_room(self, fleet: Fleet, sampler: ActivitySampler, name: str) -> None:
+    def _wait_for_room(self, fleet: Fleet, sampler: ActivitySampler, name: str) -> bool:
         """Before a sandbox that must open a connection is invoked (it holds none): wait
         until the server's latest sample leaves the service a slot to spare. Waits at
-        most the convergence bound, then invokes anyway: the verdicts judge what
-        follows."""
+        most the convergence bound, then lets it in anyway (the verdicts judge what
+        follows). False: the bound passed without a free slot."""
         if self.driver is not None and not self.driver.leases:
-            return  # no lease, no reaper to make room: its backends are judged as they are
+            return True  # no lease, no reaper to make room: its backends are judged as they are
         try:
             if fleet.worker(name).backend_pid is not None:
-                return
+                return True
         except WorkerUnavailable:
-            return
+            return True
         prefix = self.run_config().own_app_prefix
 
         def room() -> bool | None:
@@ -437,9 +445,12 @@ class ChaosEnv:
             rows = [r for r in latest[0].rows if (r.application_name or "").startswith(prefix)]
             return True if len(rows) <= self.limit - 2 else None
 
-        with contextlib.suppress(WaitTimeout):
-            t = self.timings
+        t = self.timings
+        try:
             poll(room, timeout=t.bound, what="a free connection slot", interval=t.wave_pace)
+        except WaitTimeout:
+            return False
+        return True
 
     def _clear_server(self) -> None:
         """No backend of an earlier example survives into this one."""

@@ -6,7 +6,9 @@ Jepsen's checker: it only reads what was recorded and starts nothing.
 - ``run``       :class:`Run` and :class:`RunConfig`, and the facts every property
                 reads the same way (the convergence bound, the service's backends)
 - ``verdict``   ``ok`` / ``fail`` / ``unknown``, with evidence in sentences
-- ``p1`` … ``p5``  one module per property
+- ``passes``    the reaper's passes (lock, decision, kills, release), reassembled
+- ``zombies``   the zombie backends of a run, each with since when
+- ``p1`` … ``p7``  one module per property (P6 the reaper's rules, P7 the lease protocol)
 
 :func:`check_all` validates the history first: a history that breaks the
 invoke/complete discipline cannot be judged, and every verdict is ``unknown``.
@@ -21,6 +23,8 @@ from harness.check.p2 import P2_TITLE, check_p2
 from harness.check.p3 import P3_TITLE, check_p3
 from harness.check.p4 import P4_TITLE, check_p4, healed_at
 from harness.check.p5 import P5_TITLE, check_p5
+from harness.check.p6 import P6_TITLE, check_p6
+from harness.check.p7 import P7_TITLE, check_p7
 from harness.check.run import (
     Run,
     RunConfig,
@@ -37,11 +41,13 @@ CHECKS: tuple[tuple[str, str, Callable[[Run], Verdict]], ...] = (
     ("P3", P3_TITLE, check_p3),
     ("P4", P4_TITLE, check_p4),
     ("P5", P5_TITLE, check_p5),
+    ("P6", P6_TITLE, check_p6),
+    ("P7", P7_TITLE, check_p7),
 )
 
 
 def check_all(run: Run) -> list[Verdict]:
-    """The verdicts, P1 to P5 — all ``unknown`` if the harness misbehaved during the run
+    """The verdicts, P1 to P7 — all ``unknown`` if the harness misbehaved during the run
     or the history fails validation: neither is the client's failure."""
     if run.harness_faults:
         shown = "; ".join(run.harness_faults[:3])
@@ -77,6 +83,8 @@ __all__ = [
     "check_p3",
     "check_p4",
     "check_p5",
+    "check_p6",
+    "check_p7",
     "convergence_bound",
     "healed_at",
     "is_routine_freeze",

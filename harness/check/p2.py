@@ -1,15 +1,19 @@
-"""P2 — zombie connections converge below the limit.
+"""P2 — zombie connections converge below the limit, and each zombie goes.
 
 Judged from the samples and the history, against the limit and the
-convergence bound of :class:`~harness.check.run.RunConfig`. See :func:`check_p2`.
+convergence bound of :class:`~harness.check.run.RunConfig`: the service's
+backend count from the deadline on, and every zombie backend within the bound
+of when it became one. See :func:`check_p2`.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from harness.check.run import ZOMBIE_FAULTS, Run, is_routine_freeze
 from harness.check.verdict import Verdict, verdict
+from harness.check.zombies import covered_deadline, zombies
 from harness.history import Sample, to_json
 
 P2_TITLE = "zombies converge"
@@ -80,6 +84,56 @@ def _p2_too_many(run: Run, deadline: float) -> list[dict[str, Any]]:
     ]
 
 
+def _p2_zombies(run: Run) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
+    """Every zombie gone within the bound of when it became one, counted while
+    invocations arrive (:func:`~harness.check.zombies.covered_deadline`): evidence,
+    reasons some could not be judged, and what was measured."""
+    cfg, tl = run.config, run.timeline
+    bound, gap = cfg.convergence_bound, cfg.max_cooldown + cfg.slack
+    last_invoke = max((op.start for op in tl.ops), default=-math.inf)
+    out: list[dict[str, Any]] = []
+    unjudged: list[str] = []
+    lived: list[float] = []
+    after_last: list[int] = []
+    for z in zombies(run):
+        deadline = covered_deadline(run, z.since, bound, gap)
+        # presence is contiguous: it was there at every sample from since to last_seen
+        there_until = min(z.last_seen, z.until)
+        if deadline is not None and there_until >= deadline and last_invoke >= deadline:
+            out.append(
+                {
+                    "clause": "P2-zombie",
+                    "explain": f"backend {z.pid} of worker {z.worker} has been a zombie"
+                    f" ({z.why}) since {run.at(z.since)} and was still there at"
+                    f" {run.at(there_until)}, past its deadline {run.at(deadline)}"
+                    f" (bound {bound:.3f}s while invocations arrive)",
+                    "zombie": z.to_json(),
+                    "deadline": deadline,
+                    "bound_s": bound,
+                }
+            )
+        elif z.until <= z.last_seen:
+            lived.append(z.until - z.since)  # its worker thawed: no zombie any more
+        elif z.gone_at is not None:
+            lived.append(z.gone_at - z.since)
+        elif z.since >= last_invoke:
+            # it became one after the last invocation (the run's final parking): no
+            # invocation arrived to oblige a reaper, so P2 says nothing about it
+            after_last.append(z.pid)
+        else:
+            unjudged.append(
+                f"zombie backend {z.pid} of worker {z.worker} ({z.why} since {run.at(z.since)})"
+                " was still there when the record ends, before invocations had run for its"
+                f" bound of {bound:.3f}s"
+            )
+    measured = {
+        "zombies": len(lived) + len(out) + len(unjudged),
+        "longest_zombie_s": max(lived, default=None),
+        "zombies_after_last_invocation": after_last,
+    }
+    return out, unjudged, measured
+
+
 def check_p2(run: Run) -> Verdict:
     """P2: zombies converge.
 
@@ -94,6 +148,18 @@ def check_p2(run: Run) -> Verdict:
     behind — and nothing was violated, the verdict is ``unknown``, never ``ok``.
     Measured: convergence time (anchor to the first sample from which the
     count stays within the limit; None if it never does) against the bound.
+
+    And to zero (``P2-zombie``): every zombie (:func:`~harness.check.zombies.zombies`:
+    a backend of a worker that is gone, or frozen past its lease, idle in
+    transaction included) must be gone within the bound of when it became one,
+    the bound counted only while invocations arrive
+    (:func:`~harness.check.zombies.covered_deadline`, gap ``max_cooldown + slack``);
+    a zombie still there at a sample past that deadline, with an invocation at or
+    after it, fails P2 with its pid, worker and since-when. One still there when
+    the record ends, before its deadline was reached with invocations arriving,
+    cannot be judged (``unknown``, never ``ok``) — unless it became a zombie only
+    after the last invocation (the run's final parking), when nothing obliged a
+    reaper to run: it is listed in ``measured`` and not judged.
     """
     cfg, tl = run.config, run.timeline
     zombies = [f for f in tl.faults_of(ZOMBIE_FAULTS) if not is_routine_freeze(f)]
@@ -117,7 +183,10 @@ def check_p2(run: Run) -> Verdict:
     # Without invocations after the deadline nothing obliges a reaper to have run:
     # what the samples show then is no violation, and no evidence of convergence.
     evidence = _p2_over_limit(run, deadline) + _p2_too_many(run, deadline) if reached else []
-    cannot_judge = list(run.sampling_problems)
+    zombie_evidence, zombie_unjudged, zombie_measured = _p2_zombies(run)
+    evidence += zombie_evidence
+    measured.update(zombie_measured)
+    cannot_judge = list(run.sampling_problems) + zombie_unjudged
     if not reached:
         cannot_judge.insert(
             0,
@@ -126,12 +195,14 @@ def check_p2(run: Run) -> Verdict:
             " converged",
         )
     conv_txt = "never" if conv is None else f"{conv:.3f}s"
+    longest = zombie_measured["longest_zombie_s"]
     return verdict(
         "P2",
         P2_TITLE,
         evidence,
         f"backend count within {cfg.connection_limit} from the deadline on; converged in"
-        f" {conv_txt} against a bound of {bound:.3f}s",
+        f" {conv_txt} against a bound of {bound:.3f}s; {zombie_measured['zombies']} zombie(s),"
+        f" each gone within the bound" + ("" if longest is None else f" (longest {longest:.3f}s)"),
         cannot_judge=cannot_judge,
         **measured,
     )

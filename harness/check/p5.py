@@ -42,10 +42,11 @@ def _p5_kill(run: Run, kill: ReapEvent) -> list[dict[str, Any]]:
         reasons.append(("P5-prefix", f"not the service's ({app!r} lacks {cfg.own_app_prefix!r})"))
     elif cfg.verify is not None and not cfg.verify(app):
         reasons.append(("P5-signature", "carrying a lease not signed with the service's secret"))
+    did = "killed" if kill.result == "killed" else f"tried to kill ({kill.result} by the server)"
     return [
         {
             "clause": clause,
-            "explain": f"{killer_words(kill)} killed backend {kill.pid} at {run.at(kill.time)},"
+            "explain": f"{killer_words(kill)} {did} backend {kill.pid} at {run.at(kill.time)},"
             f" {why}",
             "reap": reap_json(kill),
         }
@@ -95,7 +96,8 @@ def _p5_vanished(run: Run) -> list[dict[str, Any]]:
 def check_p5(run: Run) -> Verdict:
     """P5: foreign safety.
 
-    No ledger entry ``killed`` a backend that was registered foreign at the
+    No ledger entry ``killed`` — or ``denied``: the attempt is the reaper's bug even
+    when the server refused it — a backend that was registered foreign at the
     time (a ``foreign`` event not superseded by a later backend mapping of
     that pid, or a pid in ``RunConfig.foreign_pids``), or whose
     application_name does not start with ``own_app_prefix``, or — when
@@ -104,10 +106,14 @@ def check_p5(run: Run) -> Verdict:
     from a later sample) unless a ``terminate_backend`` of it, a
     ``pg_restart`` or a ``foreign`` ``release`` of it came first.
     """
-    evidence = [e for k in run.judged_kills for e in _p5_kill(run, k)] + _p5_vanished(run)
+    denied = [e for e in run.ledger if e.result == "denied"]
+    judged = run.judged_kills + denied
+    evidence = [e for k in judged for e in _p5_kill(run, k)] + _p5_vanished(run)
     checked = run.config.verify is not None
-    n = len(run.judged_kills)
-    ok = f"none of {n} termination(s) (reaper or server) touched a foreign backend"
+    ok = (
+        f"none of {len(run.judged_kills)} termination(s) (reaper or server) nor"
+        f" {len(denied)} denied kill attempt(s) touched a foreign backend"
+    )
     if not checked:
         ok += " (signatures NOT checked: no verify function given)"
     return verdict(

@@ -44,6 +44,11 @@ ZOMBIE_FAULTS: frozenset[str] = FREEZE_FAULTS | {"reclaim", "overload"}
 """Faults that can leave a zombie backend behind (or refusals, for an overload); P2's
 clock starts at the last one."""
 
+IDLE_STATES: frozenset[str] = frozenset(
+    {"idle", "idle in transaction", "idle in transaction (aborted)"}
+)
+"""The states a reaper may kill in (LEASE_SPEC: idle, or idle in transaction)."""
+
 MIN_SAMPLE_HZ = 10.0
 """The sampler's promise; below it, what the samples say cannot be trusted."""
 MAX_SAMPLE_GAP_S = 0.5
@@ -72,6 +77,12 @@ def lease_expiry_ms(application_name: str | None) -> int | None:
     return None if lease is None else lease.expiry_ms
 
 
+def lease_instance(application_name: str | None) -> str | None:
+    """The client instance of the lease token in ``application_name``, None when it is none."""
+    lease = token.parse(application_name or "")
+    return None if lease is None else lease.instance
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """What the checker needs to know about how the run was configured.
@@ -97,6 +108,16 @@ class RunConfig:
     sample_interval: float | None = None
     """The sampler's interval; when given, a run whose samples fell behind it (see
     :attr:`Run.sampling_problems`) cannot be judged on what the samples show."""
+    max_kills: int | None = None
+    """The reaper's most kills a pass (``LeaseConfig.max_kills``); None: not judged."""
+    fence_margin: float | None = None
+    """The client's fence (``LeaseConfig.fence_margin``): it never sends on a connection
+    whose lease has less than this left by its own clock. None: fencing not judged."""
+    clock_tolerance: float = 0.05
+    """How far apart two stamps of one process may be when the code takes them at what
+    should be one instant (scheduling noise on a loaded machine), and how far the
+    server's clock may be from the harness's. Only clauses that compare such stamps
+    use it; the rest are exact."""
     clock_start: float | None = None
     """Monotonic time where the run's progress clock started; when given it is the
     run's zero (:attr:`Run.t0`), so evidence and the report's chart count from where
@@ -169,6 +190,12 @@ class Run:
         return (kill.pid, kill.time) not in self._server_timeouts
 
     @cached_property
+    def attempts(self) -> list[ReapEvent]:
+        """Kills the reaper attempted and the server carried out or DENIED: a denied
+        attempt on a backend that was not the reaper's to kill is its bug all the same."""
+        return [e for e in self.ledger if e.result in ("killed", "denied")]
+
+    @cached_property
     def t0(self) -> float:
         """The run's zero: the config's ``clock_start``, else the earliest recorded time.
         Evidence sentences say times relative to it."""
@@ -185,9 +212,14 @@ class Run:
             return "the end" if t > 0 else "the start"
         return f"t={t - self.t0:+.3f}s"
 
+    @cached_property
+    def sample_times(self) -> list[float]:
+        """The times of :attr:`sorted_samples`, for bisecting."""
+        return [s.time for s in self.sorted_samples]
+
     def last_sample_before(self, t: float) -> Sample | None:
         ss = self.sorted_samples
-        i = bisect.bisect_left([s.time for s in ss], t)
+        i = bisect.bisect_left(self.sample_times, t)
         return ss[i - 1] if i else None
 
     @cached_property

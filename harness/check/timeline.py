@@ -243,6 +243,24 @@ class Timeline:
         ks = frozenset(kinds)
         return [f for f in self.faults if f.f in ks]
 
+    def skews_between(self, worker: str | None, a: float, b: float) -> list[float]:
+        """Every clock skew (seconds) ``worker``'s lease clock may have had in [a, b]:
+        the one in effect at ``a`` by the history (0 before any ``clock_skew``) and each
+        one recorded in (a, b]. A skew is recorded before it is sent and applied when
+        the worker next reads its pipe, so at a given instant any of them may hold."""
+        if worker is None:
+            return [0.0]
+        before, during = 0.0, []
+        for f in self.faults:
+            if f.f != "clock_skew" or f.worker != worker:
+                continue
+            seconds = float(f.value.get("seconds", 0.0))
+            if f.time <= a:
+                before = seconds
+            elif f.time <= b:
+                during.append(seconds)
+        return [before, *during]
+
 
 def _latest(events: Sequence[BackendEvent], t: float) -> BackendEvent | None:
     i = bisect.bisect_right([e.time for e in events], t)

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.check import CHECKS
 from harness.report import ScenarioResult
 from harness.report.figures import figures
 
-PROPS = ("P1", "P2", "P3", "P4", "P5")
+PROPS = tuple(prop for prop, _, _ in CHECKS)
+"""A column per property ``check_all`` judges."""
 MARK = {"ok": "ok", "fail": "FAIL", "unknown": "?"}
 
 

@@ -69,13 +69,14 @@ from harness.fleet.protocol import (
     Paused,
     PausePoint,
     QueryFailed,
+    QueryStarted,
     ReapReport,
     Stop,
     WorkerSpec,
     decode_message,
     encode,
 )
-from harness.history import ErrorInfo, FaultF, HistoryWriter, OpEvent, OpF, to_json
+from harness.history import ErrorInfo, FaultF, HistoryWriter, OpEvent, OpF, ReapEvent, to_json
 from harness.infra.owned import owned, signals_held
 from harness.infra.postgres import PostgresServer
 from harness.infra.toxiproxy import ToxiproxyServer
@@ -565,18 +566,14 @@ class Fleet:
         run_after: list[Callable[[], None]] = []
         with self._cond:
             self.log.append(msg)
-            if isinstance(msg, OnBackend):
-                self._on_backend(w, msg)
+            if isinstance(msg, OnBackend | QueryStarted | ReapReport | Invoked):
+                self._record(w, msg)
             elif isinstance(msg, BackendLost):
                 if msg.backend_pid == w.backend_pid:
                     w.backend_pid = None
                 run_after, w.on_error = w.on_error, []
             elif isinstance(msg, QueryFailed):
                 run_after, w.on_error = w.on_error, []
-            elif isinstance(msg, ReapReport):
-                self._on_reap(w, msg)
-            elif isinstance(msg, Invoked):
-                self._on_invoke(w, msg)
             elif isinstance(msg, Paused):
                 w.paused_at = msg.at
             elif isinstance(msg, Completed):
@@ -618,6 +615,24 @@ class Fleet:
                 f" fault to explain it: {err.message}",
             )
 
+    def _record(self, w: _Worker, msg: OnBackend | QueryStarted | ReapReport | Invoked) -> None:
+        """A report that becomes history: a backend mapping, a statement about to be
+        sent, a reaper's step or ledger entry, an invoke."""
+        if isinstance(msg, OnBackend):
+            self._on_backend(w, msg)
+        elif isinstance(msg, QueryStarted):
+            self.history.query_start(
+                worker=w.name,
+                backend_pid=msg.backend_pid,
+                lease_expiry=msg.lease_expiry,
+                time=msg.time,
+                wall=msg.wall,
+            )
+        elif isinstance(msg, ReapReport):
+            self._on_reap(w, msg)
+        else:
+            self._on_invoke(w, msg)
+
     def _on_backend(self, w: _Worker, msg: OnBackend) -> None:
         w.backend_pid = msg.backend_pid
         w.lease_expiry = msg.lease_expiry
@@ -626,25 +641,45 @@ class Fleet:
             backend_pid=msg.backend_pid,
             application_name=msg.application_name,
             lease_expiry=msg.lease_expiry or 0.0,
+            renewed=msg.renewed,
             time=msg.time,
             wall=msg.wall,
         )
 
     def _on_reap(self, w: _Worker, msg: ReapReport) -> None:
+        if msg.step in ("locked", "scanned", "pass_end"):
+            # the pass's steps: its leadership interval (server clock) and its decision
+            self.history.reap_pass(
+                msg.step,
+                worker=w.name,
+                reaper_pid=msg.reaper_pid,
+                server_at=msg.server_at,
+                candidates=msg.candidates,
+                scanned=msg.scanned,
+                killed=msg.killed,
+                time=msg.time,
+                wall=msg.wall,
+            )
+            return
         if msg.step != "kill" or msg.pid is None or msg.result is None:
             return
         # the kill's time is when the reaper sent it, not when it reported it
         sent = msg.time if msg.sent is None else msg.sent
-        self.history.reap(
-            worker=w.name,
-            pid=msg.pid,
-            result=msg.result,
-            application_name=msg.application_name,
-            state=msg.state,
-            state_change=msg.state_change,
-            lease_expiry_ms=msg.lease_expiry_ms,
-            time=sent,
-            wall=msg.wall - (msg.time - sent),
+        self.history.append(
+            ReapEvent(
+                worker=w.name,
+                pid=msg.pid,
+                result=msg.result,
+                application_name=msg.application_name,
+                state=msg.state,
+                state_change=msg.state_change,
+                lease_expiry_ms=msg.lease_expiry_ms,
+                time=sent,
+                wall=msg.wall - (msg.time - sent),
+                idle_for=msg.idle_for,
+                at=msg.at,
+                reaper_pid=msg.reaper_pid,
+            )
         )
 
     def _on_invoke(self, w: _Worker, msg: Invoked) -> None:

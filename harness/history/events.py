@@ -4,7 +4,8 @@ Jepsen's model. Every operation is an ``invoke`` followed by exactly one of
 ``ok``, ``fail`` (it definitely did not happen) or ``info`` (unknown: it may or
 may not have taken effect). A worker whose operation ended ``info`` continues
 under a new history process id. Faults, worker lifecycle, backend mappings,
-reaper ledger entries and foreign-backend registrations are events too.
+reaper ledger entries (with the steps of each pass), statements about to be sent
+and foreign-backend registrations are events too.
 
 The field types are the schema: :mod:`harness.history.codec` derives the JSON
 form and its validation from them (``Literal`` fields accept exactly their
@@ -49,6 +50,9 @@ ReapResult = Literal["killed", "skipped", "denied"]
 ForeignKind = Literal["other_app", "forged", "other_secret", "superuser", "peer"]
 """``peer``: a pg-aequor-style peer of the service, registered while the harness drives it."""
 ForeignF = Literal["register", "release"]
+ReapPassF = Literal["locked", "scanned", "pass_end"]
+"""The steps of a reaper pass recorded beside its kills: the advisory lock taken, the
+scan's decision, the lock about to be released."""
 TerminationCause = Literal[
     "terminate_backend", "idle_session_timeout", "idle_in_transaction_timeout"
 ]
@@ -137,6 +141,8 @@ class BackendEvent:
     """Wall seconds."""
     time: float
     wall: float
+    renewed: bool = False
+    """A confirmed renewal of the lease on this backend (False: the client connected)."""
     type: Literal["backend"] = "backend"
 
 
@@ -153,8 +159,48 @@ class ReapEvent:
     """Wall seconds, from the scanned ``pg_stat_activity`` row."""
     lease_expiry_ms: int | None
     time: float
+    """When the kill was sent (the reaper's monotonic clock)."""
     wall: float
+    idle_for: float | None = None
+    """Seconds the victim had been in its state, measured by the server at scan time."""
+    at: float | None = None
+    """The reaper's own clock (Unix s, its worker's clock skew included) as it sent the kill."""
+    reaper_pid: int | None = None
+    """The reaper's own backend."""
     type: Literal["reap"] = "reap"
+
+
+@dataclass(frozen=True, slots=True)
+class ReapPassEvent:
+    """A step of one reaper pass: ``locked`` (the advisory lock taken), ``scanned`` (the
+    decision: ``candidates`` in kill order, out of ``scanned`` rows), ``pass_end`` (the
+    lock about to be released, ``killed`` kills). ``server_at`` is the server's clock
+    when the lock was taken (``locked``) and just before it was released (``pass_end``):
+    with them two passes' leaderships can be compared on one clock."""
+
+    f: ReapPassF
+    worker: str | None
+    reaper_pid: int | None
+    time: float
+    wall: float
+    server_at: float | None = None
+    candidates: tuple[int, ...] = ()
+    scanned: int | None = None
+    killed: int | None = None
+    type: Literal["reap_pass"] = "reap_pass"
+
+
+@dataclass(frozen=True, slots=True)
+class QueryStartEvent:
+    """A worker's client is about to send a statement on ``backend_pid``, holding a lease
+    it believes expires at ``lease_expiry`` (wall seconds; None without a lease)."""
+
+    worker: str
+    backend_pid: int | None
+    lease_expiry: float | None
+    time: float
+    wall: float
+    type: Literal["query_start"] = "query_start"
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +261,8 @@ Event: TypeAlias = (
     | WorkerEvent
     | BackendEvent
     | ReapEvent
+    | ReapPassEvent
+    | QueryStartEvent
     | ForeignEvent
     | StepEvent
     | TerminationEvent
@@ -225,6 +273,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     WorkerEvent,
     BackendEvent,
     ReapEvent,
+    ReapPassEvent,
+    QueryStartEvent,
     ForeignEvent,
     StepEvent,
     TerminationEvent,

@@ -22,6 +22,8 @@ class ActivityRow:
     xact_start: float | None = None
     usename: str | None = None
     backend_type: str | None = None
+    superuser: bool | None = None
+    """The backend's role is a superuser (``pg_roles.rolsuper``; None: not recorded)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import time as _time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,10 @@ from harness.history.events import (
     ForeignKind,
     OpEvent,
     OpF,
+    QueryStartEvent,
     ReapEvent,
+    ReapPassEvent,
+    ReapPassF,
     ReapResult,
     StepEvent,
     WorkerEvent,
@@ -239,6 +242,7 @@ class HistoryWriter:
         backend_pid: int,
         application_name: str,
         lease_expiry: float,
+        renewed: bool = False,
         time: float | None = None,
         wall: float | None = None,
     ) -> BackendEvent:
@@ -250,6 +254,7 @@ class HistoryWriter:
             lease_expiry=lease_expiry,
             time=t,
             wall=w,
+            renewed=renewed,
         )
         self.append(ev)
         return ev
@@ -267,6 +272,8 @@ class HistoryWriter:
         time: float | None = None,
         wall: float | None = None,
     ) -> ReapEvent:
+        """A ledger entry without the reaper's clocks (the fleet appends a full
+        :class:`ReapEvent`, with ``idle_for``, ``at`` and ``reaper_pid``)."""
         t, w = self._times(time, wall)
         ev = ReapEvent(
             worker=worker,
@@ -278,6 +285,52 @@ class HistoryWriter:
             lease_expiry_ms=lease_expiry_ms,
             time=t,
             wall=w,
+        )
+        self.append(ev)
+        return ev
+
+    def reap_pass(
+        self,
+        f: ReapPassF,
+        *,
+        worker: str | None,
+        reaper_pid: int | None,
+        server_at: float | None = None,
+        candidates: Sequence[int] = (),
+        scanned: int | None = None,
+        killed: int | None = None,
+        time: float | None = None,
+        wall: float | None = None,
+    ) -> ReapPassEvent:
+        """Record a step of a reaper pass (see :class:`ReapPassEvent`)."""
+        t, w = self._times(time, wall)
+        ev = ReapPassEvent(
+            f=f,
+            worker=worker,
+            reaper_pid=reaper_pid,
+            time=t,
+            wall=w,
+            server_at=server_at,
+            candidates=tuple(candidates),
+            scanned=scanned,
+            killed=killed,
+        )
+        self.append(ev)
+        return ev
+
+    def query_start(
+        self,
+        *,
+        worker: str,
+        backend_pid: int | None,
+        lease_expiry: float | None,
+        time: float | None = None,
+        wall: float | None = None,
+    ) -> QueryStartEvent:
+        """Record that ``worker``'s client is about to send a statement."""
+        t, w = self._times(time, wall)
+        ev = QueryStartEvent(
+            worker=worker, backend_pid=backend_pid, lease_expiry=lease_expiry, time=t, wall=w
         )
         self.append(ev)
         return ev

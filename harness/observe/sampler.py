@@ -31,13 +31,14 @@ SAMPLER_NICE = -10
 """The nice value of the sampler thread and its backend, where raising priority is allowed."""
 
 _SAMPLE_SQL = """
-SELECT pid, application_name, state,
-       extract(epoch FROM state_change)::float8,
-       extract(epoch FROM backend_start)::float8,
-       extract(epoch FROM xact_start)::float8,
-       usename, backend_type
-  FROM pg_stat_activity
- WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+SELECT a.pid, a.application_name, a.state,
+       extract(epoch FROM a.state_change)::float8,
+       extract(epoch FROM a.backend_start)::float8,
+       extract(epoch FROM a.xact_start)::float8,
+       a.usename, a.backend_type, r.rolsuper
+  FROM pg_stat_activity a
+  LEFT JOIN pg_roles r ON r.oid = a.usesysid
+ WHERE a.datname = %s AND a.pid <> pg_backend_pid() AND a.backend_type = 'client backend'
 """
 
 
@@ -203,7 +204,7 @@ def _is_local_backend(pid: int) -> bool:
 
 
 def _row(r: tuple[Any, ...]) -> ActivityRow:
-    pid, app, state, state_change, backend_start, xact_start, usename, backend_type = r
+    pid, app, state, state_change, backend_start, xact_start, usename, backend_type, su = r
     return ActivityRow(
         pid=int(pid),
         application_name=app,
@@ -213,4 +214,5 @@ def _row(r: tuple[Any, ...]) -> ActivityRow:
         xact_start=xact_start,
         usename=usename,
         backend_type=backend_type,
+        superuser=su,
     )

@@ -125,7 +125,7 @@ def test_run_all_ends_with_the_table(tmp_path: Path) -> None:
     rows = [ln for ln in table.splitlines() if ln.startswith(("smoke", "reclaim_zombies"))]
     assert len(rows) == 2
     fleet = next(r for r in rows if r.startswith("reclaim_zombies"))
-    assert fleet.split()[1:6] == ["ok"] * 5
+    assert fleet.split()[1:8] == ["ok"] * 7  # P1 to P7
     assert "/3" in fleet
     assert "reports/reclaim_zombies/" in fleet
 

@@ -7,10 +7,11 @@ monotonic ``t`` (``WALL0 + t``), so a lease "valid until t=5" is
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from harness.check import Run, RunConfig
 from harness.history import (
     ActivityRow,
     BackendEvent,
@@ -25,7 +26,10 @@ from harness.history import (
     OpEvent,
     OpF,
     OpType,
+    QueryStartEvent,
     ReapEvent,
+    ReapPassEvent,
+    ReapPassF,
     ReapResult,
     Sample,
     WorkerEvent,
@@ -151,9 +155,46 @@ class H:
         self.events.append(WorkerEvent("crash", worker, 4000, 1, detail, t, wall(t)))
         return self
 
-    def backend(self, worker: str, pid: int, t: float, *, until: float, instance: str = "") -> H:
+    def backend(
+        self,
+        worker: str,
+        pid: int,
+        t: float,
+        *,
+        until: float,
+        instance: str = "",
+        renewed: bool = False,
+        local_until: float | None = None,
+    ) -> H:
+        """``worker`` is on ``pid`` with a lease until ``until`` (its local expiry
+        ``local_until``, the same unless a test says otherwise)."""
         app = lease(instance or worker, until)
-        self.events.append(BackendEvent(worker, pid, app, wall(until), t, wall(t)))
+        local = wall(until if local_until is None else local_until)
+        self.events.append(BackendEvent(worker, pid, app, local, t, wall(t), renewed=renewed))
+        return self
+
+    def query(self, worker: str, pid: int | None, t: float, *, until: float | None) -> H:
+        """``worker``'s client is about to send on ``pid`` holding a lease until ``until``."""
+        local = None if until is None else wall(until)
+        self.events.append(QueryStartEvent(worker, pid, local, t, wall(t)))
+        return self
+
+    def reap_step(
+        self,
+        f: ReapPassF,
+        t: float,
+        *,
+        reaper: str = "reaper",
+        reaper_pid: int = 900,
+        server_at: float | None = None,
+        candidates: tuple[int, ...] = (),
+    ) -> H:
+        """A step of a reaper pass; ``server_at`` is a monotonic time (the server's clock
+        is recorded as wall seconds), by default ``t``."""
+        server = wall(t if server_at is None else server_at)
+        self.events.append(
+            ReapPassEvent(f, reaper, reaper_pid, t, wall(t), server, candidates=candidates)
+        )
         return self
 
     def reap(
@@ -167,10 +208,29 @@ class H:
         until: float = 0.0,
         state: str | None = "idle",
         state_change: float | None = 0.0,
+        **clocks: Any,
     ) -> H:
+        """A ledger entry. ``clocks``: ``idle_for`` (s), ``at`` (the reaper's clock, a
+        monotonic time like ``t``), ``reaper_pid``."""
+        at = clocks.get("at")
         app = app if app is not None else lease(f"p{pid}", until)
         sc = None if state_change is None else wall(state_change)
-        self.events.append(ReapEvent(reaper, pid, result, app, state, sc, None, t, wall(t)))
+        self.events.append(
+            ReapEvent(
+                reaper,
+                pid,
+                result,
+                app,
+                state,
+                sc,
+                None,
+                t,
+                wall(t),
+                idle_for=clocks.get("idle_for"),
+                at=None if at is None else wall(at),
+                reaper_pid=clocks.get("reaper_pid"),
+            )
+        )
         return self
 
     def foreign(
@@ -180,13 +240,23 @@ class H:
         return self
 
 
-def row(pid: int, app: str | None, state: str = "idle", state_change: float = 0.0) -> ActivityRow:
+def row(
+    pid: int,
+    app: str | None,
+    state: str = "idle",
+    state_change: float = 0.0,
+    *,
+    usename: str | None = None,
+    superuser: bool | None = None,
+) -> ActivityRow:
     return ActivityRow(
         pid=pid,
         application_name=app,
         state=state,
         state_change=wall(state_change),
         backend_type="client backend",
+        usename=usename,
+        superuser=superuser,
     )
 
 
@@ -218,3 +288,33 @@ def final(
     return FinalState(
         counts, total if counter is None else counter, total if rows is None else rows
     )
+
+
+def verify(app: str) -> bool:
+    """The tests' stand-in for signature verification: the good signature."""
+    return app.endswith(f";g={GOOD_SIG}")
+
+
+def run_config(**overrides: Any) -> RunConfig:
+    """A small run's config: TTL, minimum idle, cooldown and slack of 1 s (bound 4 s),
+    grace 0.1 s, fence margin 0.1 s, at most 2 kills a pass."""
+    base: dict[str, Any] = {
+        "service": SERVICE,
+        "connection_limit": 3,
+        "lease_ttl": 1.0,
+        "min_idle": 1.0,
+        "max_cooldown": 1.0,
+        "grace": 0.1,
+        "slack": 1.0,
+        "retry_budget_s": 1.0,
+        "verify": verify,
+        "max_kills": 2,
+        "fence_margin": 0.1,
+    }
+    base.update(overrides)
+    return RunConfig(**base)
+
+
+def recorded(h: H, samples: Iterable[Sample] = (), **cfg: Any) -> Run:
+    """The run of history ``h`` with ``samples``, no writes, and :func:`run_config`."""
+    return Run(list(h.events), list(samples), final(), run_config(**cfg))

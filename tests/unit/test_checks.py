@@ -569,7 +569,7 @@ def test_check_all_on_a_clean_run() -> None:
     h.spawn("w2", 10.5)
     h.ok(h.invoke("w2", 11.0), 11.1)  # invocations still arrive after P2's deadline
     verdicts = check_all(run(h, fin=final()))
-    assert [v.prop for v in verdicts] == ["P1", "P2", "P3", "P4", "P5"]
+    assert [v.prop for v in verdicts] == ["P1", "P2", "P3", "P4", "P5", "P6", "P7"]
     assert all(v.ok for v in verdicts)
     assert all(
         set(v.to_json()) >= {"property", "ok", "summary", "evidence", "measured"} for v in verdicts

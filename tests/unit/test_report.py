@@ -66,14 +66,14 @@ def test_passing_run_writes_every_file_and_points_latest(tmp_path: Path) -> None
     summary = json.loads((d.path / "summary.json").read_text())
     assert summary["result"] == "pass"
     assert outcome.exit_code == EXIT_OK
-    assert summary["why"] == "every property holds (P1, P2, P3, P4, P5)"
+    assert summary["why"] == "every property holds (P1, P2, P3, P4, P5, P6, P7)"
     assert summary["identity"]["git_commit"] == "abc"
-    assert [v["property"] for v in summary["verdicts"]] == ["P1", "P2", "P3", "P4", "P5"]
+    assert [v["property"] for v in summary["verdicts"]] == [f"P{i}" for i in range(1, 8)]
     width, height = _png_size(d.path / "timeline.png")
     assert width >= 1000
     assert height >= 400
     suite = ET.parse(d.path / "junit.xml").getroot()
-    assert suite.get("tests") == "5"
+    assert suite.get("tests") == "7"
     assert suite.get("failures") == "0"
     with (d.path / "activity.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
@@ -90,7 +90,7 @@ def test_failing_property_shows_in_junit_html_why_and_exit_code(tmp_path: Path) 
     d.finish(outcome)
     suite = ET.parse(d.path / "junit.xml").getroot()
     assert suite.get("failures") == "1"
-    assert suite.get("tests") == "5"
+    assert suite.get("tests") == "7"
     failure = suite.find("testcase/failure")
     assert failure is not None
     assert "op-1" in (failure.text or "")
@@ -142,7 +142,7 @@ def test_a_history_that_fails_validation_is_unjudged_and_exits_2(tmp_path: Path)
     h.fail(a, 1.2)  # completed twice: the history cannot be trusted
     run = Run(h.events, [], final(), config())
     verdicts = check_all(run)
-    assert [v.status for v in verdicts] == ["unknown"] * 5
+    assert [v.status for v in verdicts] == ["unknown"] * 7
     assert "fails validation" in verdicts[0].summary
     assert "double_completion" in verdicts[0].summary
     outcome = ScenarioResult("demo", verdicts, run=run)
@@ -152,7 +152,7 @@ def test_a_history_that_fails_validation_is_unjudged_and_exits_2(tmp_path: Path)
     d = RunDir("demo", root=tmp_path)
     d.finish(outcome)
     suite = ET.parse(d.path / "junit.xml").getroot()
-    assert suite.get("errors") == "5"
+    assert suite.get("errors") == "7"
     assert suite.get("failures") == "0"
     assert "NOT JUDGED" in (d.path / "report.html").read_text()
     assert not (tmp_path / "latest").exists()

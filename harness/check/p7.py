@@ -1,0 +1,327 @@
+"""P7 — the lease protocol, observed: what the client claims matches what the server shows.
+
+A property of its own rather than clauses of P6: P6 judges the reaper's
+choices, P7 the client's side of the lease (LEASE_SPEC.md, "Client") — what it
+put on the server, what it believed, and when it sent. It reads the backend
+mappings (each a lease the server confirmed), the statements about to be sent
+(``query_start``, with the lease the client held), the samples and the clock
+skews in the history.
+
+Fencing is judged only where the record proves it, so the correct client never
+trips it on timing noise. A correct client decides to send with its own clock
+reading ``c(d)`` and sends only if ``expiry - c(d) > fence_margin``; the
+recorded stamp ``s`` comes later (``d <= s``). Two facts bound ``d`` from below
+without measuring it: the op's invoke, and the previous statement of the same op
+(each decision is taken after the previous statement was sent). The client's
+clock only moves forward (skews aside, taken at their most lenient), so:
+
+- if the lease already had less than the margin left at such a point ``p <= d``,
+  no correct client would have sent (exact);
+- otherwise, if it had less than the margin *less the tolerance* left at ``s``
+  and the worker was not frozen between ``p`` and ``s``, the decision was more
+  than the tolerance of running time before the stamp: scheduling noise cannot
+  explain it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections import defaultdict
+from typing import Any
+
+from harness.check.run import Run, lease_expiry_ms, lease_instance
+from harness.check.timeline import Op
+from harness.check.verdict import Verdict, verdict
+from harness.history import BackendEvent, QueryStartEvent, to_json
+
+P7_TITLE = "lease protocol"
+
+EXACT = 1e-3
+"""The expiry is whole milliseconds in the token: local and token agree to this."""
+PIPE_SLACK = 1.0
+"""A clock skew recorded this long before an op's invoke may still not be applied."""
+
+
+class _Views:
+    """Per-worker, per-backend indexes of the mappings and statements, by time."""
+
+    def __init__(self, run: Run) -> None:
+        self.maps: dict[tuple[str, int], list[BackendEvent]] = defaultdict(list)
+        self.tokens: dict[int, set[str]] = defaultdict(set)
+        self.instances: dict[int, set[str]] = defaultdict(set)
+        self.queries: dict[str, list[QueryStartEvent]] = defaultdict(list)
+        for e in run.timeline.events:
+            if isinstance(e, BackendEvent):
+                self.maps[(e.worker, e.backend_pid)].append(e)
+                self.tokens[e.backend_pid].add(e.application_name)
+                if (i := lease_instance(e.application_name)) is not None:
+                    self.instances[e.backend_pid].add(i)
+            elif isinstance(e, QueryStartEvent):
+                self.queries[e.worker].append(e)
+
+    def mapping_at(self, worker: str, pid: int, t: float) -> BackendEvent | None:
+        ms = [m for m in self.maps.get((worker, pid), ()) if m.time <= t]
+        return ms[-1] if ms else None
+
+
+def _op_at(run: Run, worker: str, t: float) -> Op | None:
+    ops = run.timeline.in_progress(worker, t)
+    return ops[-1] if ops else None
+
+
+def _bound_before(run: Run, v: _Views, worker: str, t: float) -> tuple[float, float, str] | None:
+    """The latest recorded point (time, wall, what) surely before the client's decision
+    to send what it sent at ``t``: the op's invoke or the op's previous statement."""
+    op = _op_at(run, worker, t)
+    if op is None:
+        return None
+    best = (op.invoke.time, op.invoke.wall, f"op {op.id}'s invoke")
+    for q in v.queries.get(worker, ()):
+        if op.start <= q.time < t and q.time > best[0]:
+            best = (q.time, q.wall, "its previous statement")
+    return best
+
+
+def _lenient_skew(run: Run, worker: str, t: float) -> float:
+    """The skew of ``worker``'s lease clock at ``t`` that gives the client the most time."""
+    op = _op_at(run, worker, t)
+    start = (op.start if op else t) - PIPE_SLACK
+    return min(run.timeline.skews_between(worker, start, t))
+
+
+# ------------------------------------------------------------------ what the server shows
+
+
+def _p7_unconfirmed(run: Run, v: _Views) -> list[dict[str, Any]]:
+    """The server shows, for a worker's backend, a lease of that worker's client it never
+    had confirmed — and the worker sent on that backend afterwards all the same."""
+    out: list[dict[str, Any]] = []
+    reported: set[tuple[int, str | None]] = set()
+    for s in run.sorted_samples:
+        for r in s.rows:
+            pid, app = r.pid, r.application_name
+            if pid not in v.tokens or app in v.tokens[pid] or (pid, app) in reported:
+                continue
+            if lease_instance(app) not in v.instances[pid]:
+                continue  # not this client's lease: a pid reused by someone else
+            later = [
+                (w, q)
+                for (w, p), _ in v.maps.items()
+                if p == pid
+                for q in v.queries.get(w, ())
+                if q.backend_pid == pid and q.time > s.time
+            ]
+            if not later:
+                continue  # a renewal that was never confirmed, then dropped: allowed
+            reported.add((pid, app))
+            w, q = later[0]
+            out.append(
+                {
+                    "clause": "P7-unconfirmed",
+                    "explain": f"the server showed backend {pid} of worker {w} with {app!r} at"
+                    f" {run.at(s.time)}, a lease its client never had confirmed, and the"
+                    f" client sent on that backend again at {run.at(q.time)}",
+                    "sample": {"time": s.time, "row": to_json(r)},
+                    "confirmed": sorted(v.tokens[pid]),
+                    "worker": w,
+                }
+            )
+    return out
+
+
+def _p7_ahead(run: Run, v: _Views) -> list[dict[str, Any]]:
+    """The client's local expiry never runs ahead of the token on the server: not of
+    the token it reported confirmed, not of what the samples showed before it sent."""
+    out: list[dict[str, Any]] = []
+    for ms in v.maps.values():
+        for m in ms:
+            token_ms = lease_expiry_ms(m.application_name)
+            if token_ms is None or m.lease_expiry <= 0:
+                continue
+            if m.lease_expiry > token_ms / 1000 + EXACT:
+                out.append(
+                    {
+                        "clause": "P7-ahead",
+                        "explain": f"worker {m.worker} recorded backend {m.backend_pid} at"
+                        f" {run.at(m.time)} with a local expiry"
+                        f" {m.lease_expiry - token_ms / 1000:.3f}s past the expiry of the token"
+                        " it had confirmed",
+                        "mapping": to_json(m),
+                    }
+                )
+    for w, qs in v.queries.items():
+        for q in qs:
+            if q.lease_expiry is None or q.backend_pid is None:
+                continue
+            mapped = v.mapping_at(w, q.backend_pid, q.time)
+            if mapped is None:
+                out.append(
+                    {
+                        "clause": "P7-ahead",
+                        "explain": f"worker {w} sent on backend {q.backend_pid} at"
+                        f" {run.at(q.time)} holding a lease no server had confirmed to it",
+                        "query_start": to_json(q),
+                    }
+                )
+                continue
+            bound = _server_expiry_bound(run, v, w, q, mapped)
+            if bound is not None and q.lease_expiry > bound + EXACT:
+                out.append(
+                    {
+                        "clause": "P7-ahead",
+                        "explain": f"worker {w} sent on backend {q.backend_pid} at"
+                        f" {run.at(q.time)} believing its lease ran"
+                        f" {q.lease_expiry - bound:.3f}s longer than the one the server had",
+                        "query_start": to_json(q),
+                        "server_expiry": bound,
+                    }
+                )
+    return out
+
+
+def _server_expiry_bound(
+    run: Run, v: _Views, worker: str, q: QueryStartEvent, m: BackendEvent
+) -> float | None:
+    """The latest expiry the server can have had on ``q``'s backend at ``q``: the most
+    recent confirmed token, or what the last sample since the connection showed plus
+    any renewal confirmed after that sample. An upper bound: never a false alarm."""
+    pid = q.backend_pid
+    assert pid is not None
+    first = v.maps[(worker, pid)][0].time
+    instance = lease_instance(m.application_name)
+    shown: tuple[float, float] | None = None
+    ss = run.sorted_samples
+    for i in range(bisect.bisect_right(run.sample_times, q.time) - 1, -1, -1):
+        s = ss[i]
+        if s.time < first:
+            break
+        r = s.row(pid)
+        e = lease_expiry_ms(r.application_name) if r is not None else None
+        if r is not None and e is not None and lease_instance(r.application_name) == instance:
+            shown = (s.time, e / 1000)
+            break
+    token_ms = lease_expiry_ms(m.application_name)
+    confirmed = None if token_ms is None else token_ms / 1000
+    if shown is None:
+        return confirmed
+    renewed = [
+        (lease_expiry_ms(b.application_name) or 0) / 1000
+        for b in v.maps[(worker, pid)]
+        if shown[0] < b.time <= q.time
+    ]
+    return max([shown[1], *renewed])
+
+
+# ------------------------------------------------------------------ fencing
+
+
+def _p7_fence(run: Run, v: _Views) -> list[dict[str, Any]]:
+    margin = run.config.fence_margin
+    if margin is None:
+        return []
+    tol = run.config.clock_tolerance
+    out: list[dict[str, Any]] = []
+    for w, qs in v.queries.items():
+        for q in qs:
+            if q.lease_expiry is None:
+                continue
+            found = _fence_breach(run, v, w, q.time, q.wall, q.lease_expiry, margin, tol)
+            if found is not None:
+                out.append({**found, "query_start": to_json(q)})
+    for (w, _pid), ms in v.maps.items():
+        for prev, m in itertools.pairwise(ms):
+            if not m.renewed or prev.lease_expiry <= 0:
+                continue
+            # the renewal is a statement on the old lease, sent before m was stamped; its
+            # round trip is unbounded, so only the exact rule applies to it
+            found = _fence_breach(
+                run, v, w, m.time, m.wall, prev.lease_expiry, margin, None, renewal=True
+            )
+            if found is not None:
+                out.append({**found, "renewal": to_json(m)})
+    return out
+
+
+def _fence_breach(
+    run: Run,
+    v: _Views,
+    worker: str,
+    t: float,
+    wall: float,
+    expiry: float,
+    margin: float,
+    tol: float | None,
+    *,
+    renewal: bool = False,
+) -> dict[str, Any] | None:
+    """Evidence that the send stamped ``t`` went out on a lease within the fence."""
+    bound = _bound_before(run, v, worker, t)
+    if bound is None:
+        return None
+    p_time, p_wall, p_what = bound
+    skew = _lenient_skew(run, worker, t)
+    what = "renewed its lease (a statement on the old one)" if renewal else "sent a statement"
+    left_p = expiry - (p_wall + skew)
+    if left_p < margin - EXACT:
+        return {
+            "clause": "P7-fence",
+            "explain": f"worker {worker} {what} at {run.at(t)} on a lease that had only"
+            f" {left_p:.3f}s left by its own clock already at {p_what} ({run.at(p_time)});"
+            f" the fence margin is {margin:.3f}s",
+            "left_at_bound_s": left_p,
+            "bound": p_time,
+            "skew_assumed": skew,
+        }
+    if tol is None:
+        return None
+    left_s = expiry - (wall + skew)
+    if left_s >= margin - tol or run.timeline.frozen_during(worker, p_time, t):
+        return None
+    return {
+        "clause": "P7-fence",
+        "explain": f"worker {worker} {what} at {run.at(t)} with {left_s:.3f}s left on its lease"
+        f" by its own clock (fence margin {margin:.3f}s, tolerance {tol:.3f}s), not frozen since"
+        f" {p_what} ({run.at(p_time)})",
+        "left_s": left_s,
+        "bound": p_time,
+        "skew_assumed": skew,
+    }
+
+
+def check_p7(run: Run) -> Verdict:
+    """P7: the lease protocol, observed.
+
+    ``P7-unconfirmed``: a sample shows a worker's backend (a pid with backend
+    mappings) with a lease of that client's instance that no mapping of the pid
+    confirmed, and a worker sent on that pid after the sample. ``P7-ahead``: a
+    mapping's local expiry is later than its token's ``e=`` (beyond the ms); a
+    statement is sent on a backend the worker has no mapping of, or believing a
+    lease later than the server can have had (see :func:`_server_expiry_bound`).
+    ``P7-fence`` (needs ``fence_margin``): a statement or a renewal was sent on a
+    lease that had less than the fence margin left by the client's clock (its
+    recorded skew at its most lenient) at a point surely before the decision to
+    send (the op's invoke, the op's previous statement); or, for a statement,
+    less than the margin minus ``clock_tolerance`` at its own stamp while the
+    worker was not frozen since that point.
+    """
+    v = _Views(run)
+    evidence = _p7_unconfirmed(run, v) + _p7_ahead(run, v) + _p7_fence(run, v)
+    sends = sum(len(qs) for qs in v.queries.values())
+    renewals = sum(1 for ms in v.maps.values() for m in ms if m.renewed)
+    fenced = run.config.fence_margin is not None
+    ok = (
+        f"{sends} statement(s) and {renewals} renewal(s): every lease the server showed was"
+        " confirmed, no local expiry ran ahead of the server's"
+    )
+    ok += ", none sent past the fence" if fenced else " (fencing NOT checked: no fence margin)"
+    return verdict(
+        "P7",
+        P7_TITLE,
+        evidence,
+        ok,
+        cannot_judge=run.sampling_problems,
+        statements=sends,
+        renewals=renewals,
+        fence_checked=fenced,
+    )

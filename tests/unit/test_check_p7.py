@@ -1,0 +1,197 @@
+"""P7 — the lease protocol, observed: a recorded client that keeps it, and one recorded
+history per way to break each clause. Fence margin 0.1 s, tolerance 0.05 s."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from harness.check import Verdict, check_p7, render_verdict
+from harness.history import Sample
+from tests.unit.builders import H, lease, recorded, row, sample
+
+
+def client(h: H | None = None) -> H:
+    """w1 connects to backend 101 (lease until t=5), runs one op at t=1 (one statement),
+    renews in an op at t=4.1 (lease until t=6) and sends under the new lease."""
+    h = h or H()
+    h.spawn("w1", 0.0).backend("w1", 101, 0.5, until=5.0, instance="w1a")
+    op = h.invoke("w1", 1.0, pid=101)
+    h.query("w1", 101, 1.01, until=5.0)
+    h.ok(op, 1.1)
+    op = h.invoke("w1", 4.1, pid=101)
+    h.backend("w1", 101, 4.12, until=6.0, instance="w1a", renewed=True)
+    h.query("w1", 101, 4.13, until=6.0)
+    return h.ok(op, 4.2)
+
+
+def server() -> list[Sample]:
+    """What the server showed: the first lease, then the renewed one."""
+    return [
+        sample(1.05, row(101, lease("w1a", 5.0), "active", 1.02)),
+        sample(4.3, row(101, lease("w1a", 6.0), "idle", 4.2)),
+    ]
+
+
+def holds(v: Verdict) -> None:
+    assert v.ok, render_verdict(v)
+
+
+def violated(v: Verdict, *expected: str) -> dict[str, Any]:
+    assert v.failed, render_verdict(v)
+    found = [e["clause"] for e in v.evidence]
+    for c in expected:
+        assert c in found, render_verdict(v)
+    return v.evidence[found.index(expected[0])]
+
+
+def test_p7_holds_for_a_client_that_keeps_the_protocol() -> None:
+    v = check_p7(recorded(client(), server()))
+    holds(v)
+    assert v.measured["statements"] == 2
+    assert v.measured["renewals"] == 1
+    assert v.measured["fence_checked"] is True
+
+
+def test_p7_says_so_when_fencing_could_not_be_checked() -> None:
+    v = check_p7(recorded(client(), server(), fence_margin=None))
+    holds(v)
+    assert "fencing NOT checked" in v.summary
+
+
+def test_p7_cannot_be_judged_when_the_sampler_fell_behind() -> None:
+    assert check_p7(recorded(client(), [], sample_interval=0.05)).unknown
+
+
+# ------------------------------------------------------------------ what the server shows
+
+
+def test_p7_fails_when_the_server_shows_a_lease_never_confirmed_and_the_client_goes_on() -> None:
+    shown = sample(3.0, row(101, lease("w1a", 7.0), "idle", 1.1))
+    ev = violated(check_p7(recorded(client(), [*server(), shown])), "P7-unconfirmed")
+    assert "backend 101 of worker w1" in ev["explain"]
+    assert "t=+3.000s" in ev["explain"]
+
+
+def test_p7_allows_an_unconfirmed_renewal_the_client_then_dropped() -> None:
+    # the renewal reached the server but its answer never came back: the client dropped
+    # that backend and never sent on it again
+    h = client()
+    shown = sample(4.5, row(101, lease("w1a", 7.0), "idle", 4.4))
+    holds(check_p7(recorded(h, [*server(), shown])))
+
+
+def test_p7_ignores_a_reused_pid_of_another_client() -> None:
+    shown = sample(3.0, row(101, lease("zz9", 7.0), "idle", 1.1))
+    holds(check_p7(recorded(client(), [*server(), shown])))
+
+
+def test_p7_fails_when_the_local_expiry_runs_ahead_of_the_confirmed_token() -> None:
+    h = client().backend("w1", 101, 4.5, until=6.0, instance="w1a", local_until=6.5)
+    ev = violated(check_p7(recorded(h, server())), "P7-ahead")
+    assert "0.500s past" in ev["explain"]
+
+
+def test_p7_fails_when_a_statement_believes_a_lease_longer_than_the_confirmed_one() -> None:
+    h = client()
+    op = h.invoke("w1", 4.4, pid=101)
+    h.query("w1", 101, 4.41, until=6.4)
+    h.ok(op, 4.5)
+    ev = violated(check_p7(recorded(h, server())), "P7-ahead")
+    assert "0.400s longer" in ev["explain"]
+
+
+def test_p7_fails_when_a_statement_believes_more_than_the_server_showed() -> None:
+    # the client confirmed a lease until t=5 but the server shows one until t=4.5 of its
+    # instance: the local expiry runs ahead of the server's
+    h = client()
+    shown = [sample(1.05, row(101, lease("w1a", 4.5), "active", 1.02))]
+    op = h.invoke("w1", 1.3, pid=101)
+    h.query("w1", 101, 1.31, until=5.0)
+    h.ok(op, 1.4)
+    violated(check_p7(recorded(h, shown)), "P7-ahead", "P7-unconfirmed")
+
+
+def test_p7_fails_when_a_statement_goes_to_a_backend_never_confirmed() -> None:
+    h = client()
+    op = h.invoke("w1", 4.4, pid=102)
+    h.query("w1", 102, 4.41, until=6.0)
+    h.ok(op, 4.5)
+    ev = violated(check_p7(recorded(h, server())), "P7-ahead")
+    assert "no server had confirmed" in ev["explain"]
+
+
+# ------------------------------------------------------------------ fencing
+
+
+def late_op(h: H, invoke: float, send: float, *, until: float = 5.0) -> H:
+    op = h.invoke("w1", invoke, pid=101)
+    h.query("w1", 101, send, until=until)
+    return h.ok(op, send + 0.01)
+
+
+def test_p7_fails_on_a_send_on_a_lease_already_within_the_fence_at_the_invoke() -> None:
+    # thawed at t=4.9 with 0.1 s left; at the invoke (t=4.95) 0.05 s: inside the fence
+    h = client_first_lease().fault("freeze", 2.0, "w1").fault("thaw", 4.9, "w1")
+    h = late_op(h, 4.95, 4.96)
+    ev = violated(check_p7(recorded(h, first_lease_shown())), "P7-fence")
+    assert "0.050s left" in ev["explain"]
+    assert "op w1-" in ev["explain"]
+
+
+def test_p7_fails_on_a_send_long_after_the_fence_by_running_time() -> None:
+    # invoked with 0.5 s left, sent with 0.03 s left, not frozen in between
+    h = late_op(client_first_lease(), 4.5, 4.97)
+    ev = violated(check_p7(recorded(h, first_lease_shown())), "P7-fence")
+    assert "0.030s left" in ev["explain"]
+
+
+def test_p7_tolerates_scheduling_noise_at_the_fence() -> None:
+    # 0.07 s left at the send: inside the 0.1 s margin by 0.03 s, within the tolerance
+    holds(check_p7(recorded(late_op(client_first_lease(), 4.5, 4.93), first_lease_shown())))
+
+
+def test_p7_does_not_judge_a_send_after_a_freeze_inside_the_op() -> None:
+    # frozen between the invoke and the send: the decision may have come before the freeze
+    h = client_first_lease().fault("freeze", 4.6, "w1").fault("thaw", 4.9, "w1")
+    holds(check_p7(recorded(late_op(h, 4.5, 4.97), first_lease_shown())))
+
+
+def test_p7_fails_on_a_renewal_sent_on_a_lease_already_within_the_fence() -> None:
+    h = client_first_lease()
+    op = h.invoke("w1", 4.95, pid=101)
+    h.backend("w1", 101, 4.97, until=5.95, instance="w1a", renewed=True)
+    h.ok(op, 4.98)
+    ev = violated(check_p7(recorded(h, first_lease_shown())), "P7-fence")
+    assert "renewed its lease" in ev["explain"]
+
+
+@pytest.mark.parametrize(
+    ("skew_at", "seconds", "ok"),
+    [(0.2, 0.08, False), (4.86, 0.08, True), (0.2, -0.08, True)],
+    ids=["ahead-before-the-op", "ahead-recorded-during-the-op", "behind"],
+)
+def test_p7_reads_the_clients_own_clock_with_its_skew(
+    skew_at: float, seconds: float, ok: bool
+) -> None:
+    # at the invoke (t=4.85) 0.15 s are left by true time; a client clock 0.08 s ahead
+    # has 0.07 s: inside the fence. A skew recorded during the op may not be applied yet.
+    h = client_first_lease().fault("clock_skew", skew_at, "w1", seconds=seconds)
+    v = check_p7(recorded(late_op(h, 4.85, 4.851), first_lease_shown()))
+    if ok:
+        holds(v)
+    else:
+        violated(v, "P7-fence")
+
+
+def client_first_lease() -> H:
+    """w1 on backend 101 with a lease until t=5, one op at t=1."""
+    h = H().spawn("w1", 0.0).backend("w1", 101, 0.5, until=5.0, instance="w1a")
+    op = h.invoke("w1", 1.0, pid=101)
+    h.query("w1", 101, 1.01, until=5.0)
+    return h.ok(op, 1.1)
+
+
+def first_lease_shown() -> list[Sample]:
+    return [sample(1.05, row(101, lease("w1a", 5.0), "active", 1.02))]
