@@ -14,7 +14,7 @@ NODE_DRIVERS := harness/drivers/node
 NODE_STAMP   := $(NODE_DRIVERS)/node_modules/.package-lock.json
 
 .PHONY: setup postgres chromium pgbouncer node-drivers compare test test-both test-fast \
-	test-containers chaos bench replay nightly lint typecheck clean
+	test-containers chaos bench replay nightly mutate lint typecheck clean
 
 setup: $(STAMP) postgres chromium pgbouncer node-drivers
 
@@ -86,6 +86,21 @@ nightly: setup
 COMPARE_ARGS ?=
 compare: setup
 	$(BIN)/python -m harness.compare $(COMPARE_ARGS)
+
+# The mutation score of harness/lease against the chaos suites only (cosmic-ray, two
+# http workers each in its own copy of the tree; scripts/mutate.py says how it samples
+# and counts): reports/mutate/score.md and mutate.json, the score line on stdout. Results
+# are kept in reports/mutate/session.sqlite by content, so a rerun runs only what
+# changed. MUTATE_ARGS: --dry-run (show the sample), --config FILE, --out DIR.
+MUTATE_ARGS ?=
+MUTATE_STAMP := $(VENV)/.mutate-stamp
+
+$(MUTATE_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,containers,mutate]'
+	touch $@
+
+mutate: setup $(MUTATE_STAMP)
+	$(BIN)/python scripts/mutate.py $(MUTATE_ARGS)
 
 bench: setup
 	$(BIN)/python -m bench
