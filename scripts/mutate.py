@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -49,6 +50,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from mutate_results import (
     EQUIVALENTS,
@@ -118,6 +120,10 @@ def listening(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _up(port: int) -> bool | None:
+    return True if listening(port) else None
 
 
 def make_clone(root: Path, dest: Path, config: Path) -> None:
@@ -194,7 +200,7 @@ def workers(cfg: Config, root: Path, out: Path) -> Iterator[list[str]]:
                     )
                 )
             poll(
-                lambda p=port: True if listening(p) else None,
+                functools.partial(_up, port),
                 timeout=60,
                 what=f"mutation worker {i} on 127.0.0.1:{port}",
                 max_interval=0.2,
@@ -295,8 +301,8 @@ def report(
     cfg: Config,
     out: Path,
     chosen: Sequence[Mutant],
-    got: dict[str, object],
-    specs: Sequence[object],
+    got: dict[str, Any],
+    specs: Sequence[Any],
     *,
     ran: int,
     started: float,
@@ -310,20 +316,21 @@ def report(
     s = score_of(judged, site_counts(root, cfg, specs))
     ids = {m.id for m in chosen}
     errors = [j.mutant.id for j in judged if j.outcome == "error"]
-    about = {
+    unmatched = sorted((set(eq) | set(missed)) - ids)
+    about: dict[str, Any] = {
         "tool": f"cosmic-ray {cosmic_version()}",
         "population": len(specs),
         "ran now": ran,
         "seconds": round(time.monotonic() - started, 1),
         "goal": cfg.goal,
         "errors": errors,
-        "notes not in the sample": sorted((set(eq) | set(missed)) - ids),
+        "notes not in the sample": unmatched,
         "listed equivalent but killed": [
             j.mutant.id for j in judged if j.equivalent and j.outcome == "killed"
         ],
     }
     write_report(out, judged, s, about)
-    for ident in about["notes not in the sample"]:
+    for ident in unmatched:
         print(f"mutate: warning: {EQUIVALENTS.name} names {ident}, which is not in the sample")
     print(score_line(s))
     print(f"mutate: report in {out / 'score.md'} and {out / 'mutate.json'}")
