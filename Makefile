@@ -14,7 +14,7 @@ NODE_DRIVERS := harness/drivers/node
 NODE_STAMP   := $(NODE_DRIVERS)/node_modules/.package-lock.json
 
 .PHONY: setup postgres chromium pgbouncer node-drivers compare test test-both test-fast \
-	test-containers chaos bench replay nightly lint typecheck clean
+	test-containers chaos bench replay nightly mutate lint typecheck clean
 
 setup: $(STAMP) postgres chromium pgbouncer node-drivers
 
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	@scripts/ensure-python.sh $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,containers]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,containers,mutate]'
 	touch $@
 
 postgres:
@@ -86,6 +86,16 @@ nightly: setup
 COMPARE_ARGS ?=
 compare: setup
 	$(BIN)/python -m harness.compare $(COMPARE_ARGS)
+
+# The mutation score of harness/lease against the chaos suites only: cosmic-ray (the
+# mutate extra, installed by setup), two http workers each in its own copy of the tree;
+# scripts/mutate.py says how it samples and counts. Writes reports/mutate/score.md and
+# mutate.json and prints the score line. Results are kept in reports/mutate/session.sqlite
+# by content, so a rerun runs only what changed (nothing, when nothing did).
+# MUTATE_ARGS: --dry-run (show the sample), --config FILE, --out DIR.
+MUTATE_ARGS ?=
+mutate: setup
+	$(BIN)/python scripts/mutate.py $(MUTATE_ARGS)
 
 bench: setup
 	$(BIN)/python -m bench
