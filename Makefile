@@ -48,9 +48,11 @@ $(NODE_STAMP): $(NODE_DRIVERS)/package.json $(NODE_DRIVERS)/package-lock.json
 	fi
 
 # The whole suite. pytest's own exit status is kept: 5 (no tests collected) fails.
+# With N, the `scale` tests (a fleet of 100 loads both cores) run after the rest, alone.
 # `make test PYTHON=/usr/bin/python3 VENV=.venv-debian` runs it on Debian's own Python.
 test: setup
-	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(if $(N),-m 'not scale',) $(PYTEST_ARGS)
+	$(if $(N),$(BIN)/python -m pytest -m scale $(PYTEST_ARGS),)
 
 # The suite on both interpreters this machine family has: the default python3 and
 # Debian's /usr/bin/python3 (3.11.2 on Debian 12), each in its own virtualenv.

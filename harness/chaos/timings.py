@@ -33,6 +33,8 @@ class Timings:
     reaper_lock_timeout: float = 0.4
     reaper_statement_timeout: float = 2.0
     retry_budget: float = 4.0
+    backoff_base: float = 0.02
+    backoff_cap: float = 0.3
     slack: float = 0.8
     """Added to P2's bound: one reaper pass, a lock timeout, scheduling noise."""
     settle_extra: float = 0.6
@@ -76,7 +78,7 @@ class Timings:
             "reaper_lock_timeout": self.reaper_lock_timeout,
             "reaper_statement_timeout": self.reaper_statement_timeout,
             "retry_budget": self.retry_budget,
-            "backoff_base": 0.02,
-            "backoff_cap": 0.3,
+            "backoff_base": self.backoff_base,
+            "backoff_cap": self.backoff_cap,
             "connect_timeout": 2.0,
         }

@@ -13,7 +13,13 @@ from typing import Any
 
 from harness.check.run import ZOMBIE_FAULTS, Run, is_routine_freeze
 from harness.check.verdict import Verdict, verdict
-from harness.check.zombies import covered_deadline, zombies
+from harness.check.zombies import (
+    Zombie,
+    covered_deadline,
+    holding_slots,
+    refused_at_capacity,
+    zombies,
+)
 from harness.history import Sample, to_json
 
 P2_TITLE = "zombies converge"
@@ -70,21 +76,41 @@ def _p2_over_limit(run: Run, deadline: float) -> list[dict[str, Any]]:
     return out
 
 
-def _p2_too_many(run: Run, deadline: float) -> list[dict[str, Any]]:
-    """Ops that completed with 53300 (too many clients) after the deadline."""
-    return [
-        {
-            "clause": "P2-53300",
-            "explain": f"op {op.id} of worker {op.worker} failed with 53300 (too many clients)"
-            f" at {run.at(op.end)}, after the deadline {run.at(deadline)}",
-            "op": op.to_json(),
-        }
-        for op in run.timeline.ops
-        if op.sqlstate == "53300" and op.end >= deadline
-    ]
+def _p2_too_many(
+    run: Run, deadline: float, zs: list[Zombie]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Ops that completed with 53300 (too many clients) after the deadline while some
+    zombie still held a slot or below the limit; and those refused at capacity
+    (:func:`~harness.check.zombies.refused_at_capacity`)."""
+    out, at_capacity = [], []
+    for op in run.timeline.ops:
+        if op.sqlstate != "53300" or op.end < deadline:
+            continue
+        if refused_at_capacity(run, zs, op):
+            at_capacity.append(op.id)
+            continue
+        holding = holding_slots(zs, op.end)
+        why = (
+            f"while {len(holding)} zombie(s) held slots (backend {holding[0].pid} of"
+            f" {holding[0].worker}, {holding[0].why} since {run.at(holding[0].since)})"
+            if holding
+            else "below the service's limit"
+        )
+        out.append(
+            {
+                "clause": "P2-53300",
+                "explain": f"op {op.id} of worker {op.worker} failed with 53300 (too many"
+                f" clients) at {run.at(op.end)}, after the deadline {run.at(deadline)}, {why}",
+                "op": op.to_json(),
+                "zombies": [z.pid for z in holding],
+            }
+        )
+    return out, at_capacity
 
 
-def _p2_zombies(run: Run) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
+def _p2_zombies(
+    run: Run, zs: list[Zombie]
+) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
     """Every zombie gone within the bound of when it became one, counted while
     invocations arrive (:func:`~harness.check.zombies.covered_deadline`): evidence,
     reasons some could not be judged, and what was measured."""
@@ -95,7 +121,7 @@ def _p2_zombies(run: Run) -> tuple[list[dict[str, Any]], list[str], dict[str, An
     unjudged: list[str] = []
     lived: list[float] = []
     after_last: list[int] = []
-    for z in zombies(run):
+    for z in zs:
         deadline = covered_deadline(run, z.since, bound, gap)
         # presence is contiguous: it was there at every sample from since to last_seen
         there_until = min(z.last_seen, z.until)
@@ -126,7 +152,7 @@ def _p2_zombies(run: Run) -> tuple[list[dict[str, Any]], list[str], dict[str, An
                 " was still there when the record ends, before invocations had run for its"
                 f" bound of {bound:.3f}s"
             )
-    measured = {
+    measured: dict[str, Any] = {
         "zombies": len(lived) + len(out) + len(unjudged),
         "longest_zombie_s": max(lived, default=None),
         "zombies_after_last_invocation": after_last,
@@ -144,8 +170,11 @@ def check_p2(run: Run) -> Verdict:
     operation is invoked at or after T (invocations still arriving): then every
     sample at or after T must count at most ``connection_limit`` backends whose
     application_name starts with ``own_app_prefix``, and no op may complete
-    with 53300 at or after T. If nothing is invoked after T — or the sampler fell
-    behind — and nothing was violated, the verdict is ``unknown``, never ``ok``.
+    with 53300 at or after T, unless refused at capacity (the service's own live
+    backends filled its limit and no zombie held a slot: a fleet larger than the
+    server; listed in ``measured["refused_at_capacity"]``). If nothing is
+    invoked after T — or the sampler fell behind — and nothing was violated, the
+    verdict is ``unknown``, never ``ok``.
     Measured: convergence time (anchor to the first sample from which the
     count stays within the limit; None if it never does) against the bound.
 
@@ -162,16 +191,16 @@ def check_p2(run: Run) -> Verdict:
     reaper to run: it is listed in ``measured`` and not judged.
     """
     cfg, tl = run.config, run.timeline
-    zombies = [f for f in tl.faults_of(ZOMBIE_FAULTS) if not is_routine_freeze(f)]
-    anchor = zombies[-1].time if zombies else tl.start
+    makers = [f for f in tl.faults_of(ZOMBIE_FAULTS) if not is_routine_freeze(f)]
+    anchor = makers[-1].time if makers else tl.start
     bound = cfg.convergence_bound
     deadline = anchor + bound
     conv = _convergence(run, anchor)
     reached = any(op.start >= deadline for op in tl.ops)
     after = [run.service_count(s) for s in run.sorted_samples if s.time >= deadline]
-    measured = {
+    measured: dict[str, Any] = {
         "anchor": anchor,
-        "anchor_fault": zombies[-1].f if zombies else None,
+        "anchor_fault": makers[-1].f if makers else None,
         "bound_s": bound,
         "deadline": deadline,
         "convergence_s": conv,
@@ -182,8 +211,11 @@ def check_p2(run: Run) -> Verdict:
     }
     # Without invocations after the deadline nothing obliges a reaper to have run:
     # what the samples show then is no violation, and no evidence of convergence.
-    evidence = _p2_over_limit(run, deadline) + _p2_too_many(run, deadline) if reached else []
-    zombie_evidence, zombie_unjudged, zombie_measured = _p2_zombies(run)
+    zs = zombies(run)
+    refused, at_capacity = _p2_too_many(run, deadline, zs)
+    measured["refused_at_capacity"] = at_capacity
+    evidence = _p2_over_limit(run, deadline) + refused if reached else []
+    zombie_evidence, zombie_unjudged, zombie_measured = _p2_zombies(run, zs)
     evidence += zombie_evidence
     measured.update(zombie_measured)
     cannot_judge = list(run.sampling_problems) + zombie_unjudged

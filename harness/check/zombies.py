@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.check.run import IDLE_STATES, Run, lease_expiry_ms, lease_instance
+from harness.check.timeline import Op
 from harness.history import BackendEvent, FaultEvent, WorkerEvent
 
 
@@ -145,6 +146,25 @@ def zombies(run: Run) -> list[Zombie]:
             if since < math.inf and last >= since:
                 out.append(Zombie(pid, w, inst, since, why, until, last, gone))
     return sorted(out, key=lambda z: z.since)
+
+
+def holding_slots(zs: list[Zombie], t: float) -> list[Zombie]:
+    """The zombies that held a server slot at ``t``: a zombie from ``since`` until its
+    thaw, or until the first sample without it."""
+    return [
+        z for z in zs if z.since <= t < min(z.until, math.inf if z.gone_at is None else z.gone_at)
+    ]
+
+
+def refused_at_capacity(run: Run, zs: list[Zombie], op: Op) -> bool:
+    """``op`` failed with 53300 while the service's own backends filled its limit (a
+    sample during the op shows it) and no zombie held a slot: the server was full of
+    live backends, which is the fleet's size against the server, not a failure to
+    converge (a reaper may kill only zombies)."""
+    if op.sqlstate != "53300" or op.end is None or holding_slots(zs, op.end):
+        return False
+    during = [s for s in run.sorted_samples if op.start <= s.time <= op.end]
+    return any(run.service_count(s) >= run.config.connection_limit for s in during)
 
 
 def covered_deadline(run: Run, since: float, bound: float, gap: float) -> float | None:

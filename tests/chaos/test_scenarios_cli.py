@@ -24,8 +24,12 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 def run_dir_of(done: subprocess.CompletedProcess[str]) -> Path:
     """The run directory the scenario printed (not reports/latest: under xdist another
     worker's run may have moved it)."""
-    m = re.search(r"^\S+: (?:pass|fail|unjudged)  \((.+)\)$", done.stdout, re.M)
-    assert m, done.stdout
+    return run_dir_in(done.stdout)
+
+
+def run_dir_in(output: str) -> Path:
+    m = re.search(r"^\S+: (?:pass|fail|unjudged)  \((.+)\)$", output, re.M)
+    assert m, output
     return Path(m.group(1))
 
 

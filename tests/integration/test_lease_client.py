@@ -117,7 +117,10 @@ def test_a_connect_that_outlasted_the_lease_renews_before_its_reaper_pass(
     rec = Recorder()
     seen: dict[str, Any] = {}
 
+    payload_pid: list[int] = []
+
     def connect_took_long(payload: dict[str, Any]) -> None:
+        payload_pid.append(payload["backend_pid"])
         clock.now += 85  # minted at connect start; 5 s of 90 left when it came up
 
     def at_pass(payload: dict[str, Any]) -> None:
@@ -125,8 +128,7 @@ def test_a_connect_that_outlasted_the_lease_renews_before_its_reaper_pass(
             seen["expiry"] = client.lease_expiry
             seen["name"] = app_name_of(admin, payload_pid[0])
 
-    payload_pid: list[int] = []
-    rec.on["on_connect"] = lambda p: (payload_pid.append(p["backend_pid"]), connect_took_long(p))
+    rec.on["on_connect"] = connect_took_long
     rec.on["on_reap"] = at_pass
     cfg = config(svc, lease_ttl=90.0, clock=clock, reap_probability=1.0, cooldown=0.0)
     with LeaseClient(pg.app_dsn, cfg, rec.hooks("on_connect", "on_heartbeat", "on_reap")) as client:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from harness.check import Verdict, check_p2, render_verdict
+from harness.check import Verdict, check_p2, check_p4, render_verdict
 from harness.history import ActivityRow, Sample
 from tests.unit.builders import H, lease, recorded, row, sample
 
@@ -162,3 +162,64 @@ def test_p2_does_not_judge_a_zombie_made_after_the_last_invocation() -> None:
     v = check_p2(recorded(h, samples(12.0, 13.0, lambda t: leased)))
     assert v.ok, render_verdict(v)
     assert v.measured["zombies_after_last_invocation"] == [101]
+
+
+# -- refused at capacity: the server full of live backends is not a failure to converge
+
+
+def _full_of_live(h: H, zombie_until: float | None = None) -> list[Sample]:
+    """Every 0.5 s to 12 s: three live service backends (the limit is 3), and w1's
+    backend 101 too while t < ``zombie_until`` (a zombie once w1 is reclaimed at 2)."""
+    live = [row(300 + i, lease(f"live{i}", 100.0), "idle", 0.0) for i in range(3)]
+    out, t = [], 0.0
+    while t <= 12.0 + 1e-9:
+        extra = (
+            [row(101, lease("w1a", 3.0), "idle", 0.6)] if zombie_until and t < zombie_until else []
+        )
+        out.append(sample(t, *live, *extra))
+        t = round(t + 0.5, 6)
+    return out
+
+
+def _refused(h: H, worker: str, at: float) -> str:
+    op = h.invoke(worker, at)
+    h.fail(op, at + 0.2, sqlstate="53300", cls="TooManyConnections", message="sorry")
+    return op
+
+
+def test_p2_a_refusal_while_live_backends_fill_the_limit_is_capacity_not_a_violation() -> None:
+    h = arrivals(w1().fault("reclaim", 2.0, "w1"), 0.0, 12.0)
+    op = _refused(h.spawn("w9", 6.5), "w9", 7.0)
+    v = check_p2(recorded(h, _full_of_live(h)))
+    holds(v)
+    assert v.measured["refused_at_capacity"] == [op]
+
+
+def test_p2_a_refusal_while_a_zombie_holds_a_slot_is_a_violation() -> None:
+    h = arrivals(w1().fault("reclaim", 2.0, "w1"), 0.0, 12.0)
+    op = _refused(h.spawn("w9", 6.5), "w9", 7.0)
+    v = check_p2(recorded(h, _full_of_live(h, zombie_until=9.0)))
+    found = [e for e in v.evidence if e["clause"] == "P2-53300"]
+    assert [e["op"]["op"] for e in found] == [op], render_verdict(v)
+    assert found[0]["zombies"] == [101]
+    assert v.measured["refused_at_capacity"] == []
+
+
+def test_p4_judges_the_op_after_one_refused_at_capacity() -> None:
+    h = arrivals(w1().fault("reclaim", 2.0, "w1"), 0.0, 12.0).fault("heal", 6.0)
+    _refused(h.spawn("w9", 6.5), "w9", 7.0)
+    later = h.invoke("w9", 9.0)
+    h.ok(later, 9.1)
+    assert check_p4(recorded(h, _full_of_live(h))).ok
+    h2 = arrivals(w1().fault("reclaim", 2.0, "w1"), 0.0, 12.0).fault("heal", 6.0)
+    _refused(h2.spawn("w9", 6.5), "w9", 7.0)
+    h2.fail(h2.invoke("w9", 9.0), 9.1, sqlstate="08006", cls="OperationalError", message="x")
+    v = check_p4(recorded(h2, _full_of_live(h2)))
+    assert v.failed, render_verdict(v)
+    assert v.evidence[0]["op"]["op"] != _first_op_of(h2, "w9")
+
+
+def _first_op_of(h: H, worker: str) -> str:
+    return next(
+        e.op for e in h.events if getattr(e, "worker", None) == worker and e.type == "invoke"
+    )
