@@ -171,7 +171,7 @@ def fleet_scenario(
     *,
     workers: int = 3,
     max_connections: int = 40,
-    judges: str = "P1-P5",
+    judges: str = "P1-P7",
 ) -> Scenario:
     """A scenario that runs ``schedule`` (or builds it from the options), settles, and
     judges the properties."""

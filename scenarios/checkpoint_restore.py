@@ -25,7 +25,7 @@ SCENARIO = fleet_scenario(
     "checkpoint_restore",
     "a task runner's suspend: the pool survives, its socket does not",
     [Burst(2), CheckpointRestore(0), Invoke("write"), CheckpointRestore(1), Invoke("write_once")],
-    judges="P1-P5",
+    judges="P1-P7",
 )
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ SCENARIO = fleet_scenario(
     "cold_start_wave",
     "more sandboxes than the server admits: 53300, retries, recovery",
     schedule,
-    judges="P1-P5",
+    judges="P1-P7",
     workers=8,
     max_connections=8,
 )

@@ -26,7 +26,7 @@ SCENARIO = fleet_scenario(
     "freeze_mid_transaction",
     "an idle-in-transaction zombie holding the row a later write needs",
     [Burst(3), FreezeMid("tx"), WriteLockedRow(), Thaw(0), Invoke("write")],
-    judges="P1-P5",
+    judges="P1-P7",
     workers=4,
 )
 

@@ -23,7 +23,7 @@ SCENARIO = fleet_scenario(
     "frozen_reaper",
     "zombies, and a reaper frozen while it holds the leader lock",
     [Burst(3), Reclaim(0), FreezeMid("reap"), Invoke("write")],
-    judges="P1-P5",
+    judges="P1-P7",
 )
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ SCENARIO = fleet_scenario(
         SocketReset("reset_peer"),
         SocketReset("disable"),
     ],
-    judges="P1-P5",
+    judges="P1-P7",
 )
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Runs on a live fleet of worker processes, each behind its own proxy, then
 settles (faults healed, invocations still arriving for the convergence bound,
-every frozen worker thawed and invoked once) and judges the five properties.
+every frozen worker thawed and invoked once) and judges the properties (P1-P7).
 Options: ``client=<bug-zoo name>`` (default ``correct``), ``workers=N``.
 """
 

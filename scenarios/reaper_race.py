@@ -23,7 +23,7 @@ SCENARIO = fleet_scenario(
     "reaper_race",
     "several reapers at once",
     [Burst(5), Reclaim(0), Reclaim(0), Age(), ReaperRace(3), Invoke("read")],
-    judges="P1-P5",
+    judges="P1-P7",
     workers=5,
 )
 

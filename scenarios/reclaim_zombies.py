@@ -33,7 +33,7 @@ SCENARIO = fleet_scenario(
         Reap(0),
         Invoke("read"),
     ],
-    judges="P1-P5",
+    judges="P1-P7",
     workers=4,
 )
 

@@ -35,7 +35,7 @@ SCENARIO = fleet_scenario(
         Thaw(0),
         Invoke("write"),
     ],
-    judges="P1-P5",
+    judges="P1-P7",
 )
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ SCENARIO = fleet_scenario(
     "thaw_storm",
     "cold starts, zombies from reclaimed workers, thaws after leases expired",
     schedule,
-    judges="P1-P5",
+    judges="P1-P7",
 )
 
 if __name__ == "__main__":

@@ -382,18 +382,22 @@ class ChaosEnv:
     def settle(self, it: Interpreter, sampler: ActivitySampler) -> None:
         """Heal; keep invocations arriving past the convergence bound; thaw and invoke all.
 
-        The arrivals stay within what the server admits, with room to spare: at most
-        half the limit in flight at once (a newcomer can always connect, and its reaper
-        frees what expired), and the closing pass over every sandbox is paced by the
-        server's count (:meth:`_wait_for_room`). A fleet larger than the limit thawed in
-        one lease period is an overload no client can absorb; after the deadline that
-        would be the harness's doing, not the client's."""
+        The arrivals stay within what the server admits; a fleet larger than the
+        limit keeps room to spare, at most half the limit in flight at once (a newcomer
+        can always connect, and its reaper frees what expired), and the closing pass
+        over every sandbox is paced by the server's count (:meth:`_wait_for_room`). A
+        fleet larger than the limit thawed in one lease period is an overload no client
+        can absorb; after the deadline that would be the harness's doing, not the
+        client's."""
         fleet, t = it.fleet, self.timings
         fleet.nemesis.heal()
+        # a fleet the server admits whole: every worker may be in flight; a larger one
+        # keeps half the limit free for newcomers (and their reapers)
+        in_flight = self.limit if self.cap <= self.limit else max(1, self.limit // 2)
         until = time.monotonic() + t.bound + t.settle_extra
         pace = threading.Event()
         while time.monotonic() < until:
-            for p in it.start_reads(max(1, self.limit // 2)):
+            for p in it.start_reads(in_flight):
                 with contextlib.suppress(FleetError):
                     p.wait()
             pace.wait(t.wave_pace)

@@ -158,6 +158,16 @@ def _names(pid: int, text: str) -> bool:
     return re.search(rf"(?<![\d.]){pid}(?![\d.])", text) is not None
 
 
+_ONE_PID = re.compile(r"pg_terminate_backend\(\s*(\d+)\s*[,)]|\bpid\s*=\s*(\d+)\b")
+
+
+def _aims_elsewhere(pid: int, text: str) -> bool:
+    """The kill statement names the one backend it may end, and that is not ``pid``
+    (a reaper's ``... WHERE a.pid = 123``): it cannot have ended ``pid``."""
+    aimed = {int(a or b) for a, b in _ONE_PID.findall(text)}
+    return bool(aimed) and pid not in aimed
+
+
 def terminations(
     text: str, *, since_wall: float = -math.inf, monotonic_offset: float = 0.0
 ) -> list[TerminationEvent]:
@@ -168,7 +178,9 @@ def terminations(
     A ``terminate_backend`` is attributed to the kill statement (another backend's
     ``pg_terminate_backend`` call, logged when the role's ``log_statement`` is ``all``)
     that names the victim's pid in its text or parameters, else to the latest one that
-    began within :data:`KILL_WINDOW_S` before the victim's line; with none, the killer
+    began within :data:`KILL_WINDOW_S` before the victim's line and does not aim at one
+    other backend by pid (a reaper's kill of another zombie in the same instant is not
+    the killer: measured, an operator's kill was blamed on one); with none, the killer
     is unknown (the harness's own admin sessions are not logged)."""
     lines = parse_log(text)
     kills = _kill_statements(lines)
@@ -182,7 +194,9 @@ def terminations(
             window = [
                 k
                 for k in kills
-                if k.line.pid != ln.pid and ln.wall - KILL_WINDOW_S <= k.line.wall <= ln.wall
+                if k.line.pid != ln.pid
+                and ln.wall - KILL_WINDOW_S <= k.line.wall <= ln.wall
+                and not _aims_elsewhere(ln.pid, k.text)
             ]
             named = [k for k in window if _names(ln.pid, k.text)]
             pick = named or window

@@ -81,3 +81,21 @@ def test_a_multi_line_kill_statement_is_read_whole() -> None:
     assert kill.statement is not None
     assert "FROM pg_stat_activity" in kill.statement
     assert "{13,14}" in kill.statement
+
+
+def test_a_kill_aimed_at_another_pid_is_not_the_killer() -> None:
+    """Measured: an operator's kill (from an admin session, not logged) came a moment
+    after a reaper's kill of another zombie, and was blamed on the reaper."""
+    reaper = (
+        "2026-01-01 00:00:00.100 UTC [11] app@db app=reaper LOG:  statement: SAVEPOINT"
+        " lease_kill; SELECT pg_terminate_backend(a.pid) AS lease_killed FROM"
+        " pg_stat_activity a WHERE a.pid = 12 AND a.state = 'idle'"
+    )
+    stmt = "LOG:  statement: SELECT pg_terminate_backend"
+    direct = f"2026-01-01 00:00:00.110 UTC [15] app@db app=k {stmt}(14)"
+    v = f"2026-01-01 00:00:00.201 UTC [13] app@db app=v FATAL:  {ADMIN}"
+    (kill,) = terminations("\n".join([reaper, direct, v]))
+    assert kill.killer_pid is None
+    aimed = f"2026-01-01 00:00:00.150 UTC [16] app@db app=k2 {stmt}(13)"
+    (kill,) = terminations("\n".join([reaper, aimed, v]))
+    assert kill.killer_application_name == "k2"
