@@ -16,7 +16,7 @@ from harness.check.verdict import Verdict, verdict
 from harness.check.zombies import (
     Zombie,
     covered_deadline,
-    holding_slots,
+    overdue,
     refused_at_capacity,
     zombies,
 )
@@ -89,10 +89,11 @@ def _p2_too_many(
         if refused_at_capacity(run, zs, op):
             at_capacity.append(op.id)
             continue
-        holding = holding_slots(zs, op.end)
+        holding = overdue(run, zs, op.end)
         why = (
-            f"while {len(holding)} zombie(s) held slots (backend {holding[0].pid} of"
-            f" {holding[0].worker}, {holding[0].why} since {run.at(holding[0].since)})"
+            f"while {len(holding)} zombie(s) older than the bound held slots (backend"
+            f" {holding[0].pid} of {holding[0].worker}, {holding[0].why} since"
+            f" {run.at(holding[0].since)})"
             if holding
             else "below the service's limit"
         )
@@ -170,9 +171,9 @@ def check_p2(run: Run) -> Verdict:
     operation is invoked at or after T (invocations still arriving): then every
     sample at or after T must count at most ``connection_limit`` backends whose
     application_name starts with ``own_app_prefix``, and no op may complete
-    with 53300 at or after T, unless refused at capacity (the service's own live
-    backends filled its limit and no zombie held a slot: a fleet larger than the
-    server; listed in ``measured["refused_at_capacity"]``). If nothing is
+    with 53300 at or after T, unless refused at capacity (the service's own backends
+    filled its limit and no zombie older than the bound held a slot: a fleet larger
+    than the server; listed in ``measured["refused_at_capacity"]``). If nothing is
     invoked after T — or the sampler fell behind — and nothing was violated, the
     verdict is ``unknown``, never ``ok``.
     Measured: convergence time (anchor to the first sample from which the

@@ -11,7 +11,6 @@ from typing import Any
 from harness.check.run import Run
 from harness.check.timeline import Op, Timeline
 from harness.check.verdict import Verdict, verdict
-from harness.check.zombies import Zombie, refused_at_capacity, zombies
 from harness.history import FREEZE_FAULTS, UNFREEZE_FAULTS, FaultEvent, WorkerEvent
 
 P4_TITLE = "liveness"
@@ -56,12 +55,10 @@ def _p4_crashes(run: Run) -> list[dict[str, Any]]:
 Start = FaultEvent | WorkerEvent
 
 
-def _p4_first_op(
-    run: Run, worker: str, healed: float, zs: list[Zombie]
-) -> tuple[Op | None, Start | None]:
+def _p4_first_op(run: Run, worker: str, healed: float) -> tuple[Op | None, Start | None]:
     """The first op after the worker's next thaw/spawn after ``healed``; skips ops that
-    were interrupted, or refused at capacity (53300 while no zombie held a slot: the
-    server full of live backends is the fleet's size, not this worker's liveness)."""
+    were interrupted, or refused by the server (53300 is P2's matter: before its
+    deadline zombies may still hold the slots, after it P2 judges the refusal)."""
     tl = run.timeline
     starts: list[Start] = [
         e
@@ -79,7 +76,7 @@ def _p4_first_op(
         op = next((o for o in ops if o.start >= s.time), None)
         if op is None:
             return None, None
-        if not _interrupted(tl, op) and not refused_at_capacity(run, zs, op):
+        if not _interrupted(tl, op) and op.sqlstate != "53300":
             return op, s
         after = op.start
     return None, None
@@ -89,9 +86,8 @@ def _p4_recovery(run: Run, healed: float) -> tuple[list[dict[str, Any]], list[st
     budget, tl = run.config.retry_budget_s, run.timeline
     workers = sorted({e.worker for e in tl.events if e.worker is not None})
     out, unjudged = [], []
-    zs = zombies(run)
     for w in workers:
-        op, start = _p4_first_op(run, w, healed, zs)
+        op, start = _p4_first_op(run, w, healed)
         if op is None or start is None:
             continue
         took = op.end - op.start
@@ -155,8 +151,8 @@ def check_p4(run: Run) -> Verdict:
     the first op it invokes at or after its first ``thaw``/``spawn`` at or
     after H completes ``ok`` within ``retry_budget_s`` of its invoke. An op
     interrupted by a freeze or reclaim of its own worker does not count; the
-    next thaw/spawn after it is tried instead; so is one refused at capacity
-    (:func:`~harness.check.zombies.refused_at_capacity`). An op still open when the
+    next thaw/spawn after it is tried instead; so is one the server refused with
+    53300 (P2 judges refusals). An op still open when the
     history ends, less than the budget after its invoke, cannot be judged and
     is listed in ``measured["unjudged"]``. And no op completing ``fail`` after
     H has an error class in ``escaped_error_classes``.

@@ -156,12 +156,19 @@ def holding_slots(zs: list[Zombie], t: float) -> list[Zombie]:
     ]
 
 
+def overdue(run: Run, zs: list[Zombie], t: float) -> list[Zombie]:
+    """The zombies holding a slot at ``t`` that have been zombies longer than the
+    convergence bound: those a reaper should have ended by then."""
+    bound = run.config.convergence_bound
+    return [z for z in holding_slots(zs, t) if t > z.since + bound]
+
+
 def refused_at_capacity(run: Run, zs: list[Zombie], op: Op) -> bool:
     """``op`` failed with 53300 while the service's own backends filled its limit (a
-    sample during the op shows it) and no zombie held a slot: the server was full of
-    live backends, which is the fleet's size against the server, not a failure to
-    converge (a reaper may kill only zombies)."""
-    if op.sqlstate != "53300" or op.end is None or holding_slots(zs, op.end):
+    sample during the op shows it) and no zombie older than the bound held a slot:
+    the server was full of live backends and of zombies still within their bound,
+    which is the fleet's size against the server, not a failure to converge."""
+    if op.sqlstate != "53300" or op.end is None or overdue(run, zs, op.end):
         return False
     during = [s for s in run.sorted_samples if op.start <= s.time <= op.end]
     return any(run.service_count(s) >= run.config.connection_limit for s in during)

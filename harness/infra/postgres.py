@@ -313,21 +313,31 @@ class LocalCluster(PostgresServer):
             kwargs["extra_groups"] = []
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["LC_ALL"] = "C"
-        try:
-            proc = subprocess.run(
-                cmd,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                env=env,
-                cwd=str(self.root),
-                # the postmaster pg_ctl launches must not die of the terminal's Ctrl-C
-                # before the harness has torn the run down
-                start_new_session=True,
-                **kwargs,  # type: ignore[call-overload]
-            )
-        except subprocess.TimeoutExpired as e:
-            raise SetupError(f"{args[0]} did not finish in {timeout:.0f} s") from e
+        with subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=str(self.root),
+            # the postmaster pg_ctl launches must not die of the terminal's Ctrl-C
+            # before the harness has torn the run down
+            start_new_session=True,
+            **kwargs,  # type: ignore[call-overload]
+        ) as child:
+            try:
+                stdout, stderr = child.communicate(timeout=timeout)
+            except BaseException as e:
+                # The whole group: initdb's own postgres children go on writing into
+                # the directory after initdb alone is killed (measured: a SIGINT during
+                # start-up left the directory behind).
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, 9)
+                child.communicate()
+                if isinstance(e, subprocess.TimeoutExpired):
+                    raise SetupError(f"{args[0]} did not finish in {timeout:.0f} s") from e
+                raise
+        proc = subprocess.CompletedProcess(cmd, child.returncode, stdout, stderr)
         if proc.returncode != 0:
             detail = (proc.stderr or proc.stdout).strip().splitlines()
             last = detail[-1] if detail else f"exit status {proc.returncode}"
