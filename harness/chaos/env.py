@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -215,34 +216,28 @@ class ChaosEnv:
 
     def run_config(self) -> RunConfig:
         t = self.timings
+        common: dict[str, Any] = {
+            "service": token.service_tag(SERVICE),
+            "lease_ttl": t.lease_ttl,
+            "min_idle": t.min_idle,
+            "max_cooldown": t.max_cooldown,
+            "grace": t.reaper_grace,
+            "slack": t.slack,
+            "retry_budget_s": t.retry_budget,
+            "sample_interval": SAMPLE_INTERVAL,
+        }
         if self.driver is not None and not self.driver.leases:
             # No leases to read: the service's backends are those carrying its one
             # application_name; there is no signature to check.
             return RunConfig(
-                service=token.service_tag(SERVICE),
-                connection_limit=self.cap,
-                lease_ttl=t.lease_ttl,
-                min_idle=t.min_idle,
-                max_cooldown=t.max_cooldown,
-                grace=t.reaper_grace,
-                slack=t.slack,
-                retry_budget_s=t.retry_budget,
-                own_app_prefix=SERVICE_APPLICATION,
-                sample_interval=SAMPLE_INTERVAL,
+                **common, connection_limit=self.cap, own_app_prefix=SERVICE_APPLICATION
             )
         # the margins the client really runs with (AUTO ones derived from the TTL)
         lease = LeaseConfig(**t.lease_kwargs())
         return RunConfig(
-            service=token.service_tag(SERVICE),
+            **common,
             connection_limit=self.limit,
-            lease_ttl=t.lease_ttl,
-            min_idle=t.min_idle,
-            max_cooldown=t.max_cooldown,
-            grace=t.reaper_grace,
-            slack=t.slack,
-            retry_budget_s=t.retry_budget,
             verify=_chaos_verify,
-            sample_interval=SAMPLE_INTERVAL,
             max_kills=lease.max_kills,
             fence_margin=lease.fence_margin,
             clock_start=self.clock_start,
