@@ -112,6 +112,18 @@ class StepMark:
     text: str
 
 
+def folded_steps(steps: list[StepMark]) -> list[tuple[StepMark, StepMark]]:
+    """Runs of consecutive steps that read the same, as (first, last): a storm's 30
+    reclaims are one mark and one line, not 30."""
+    runs: list[tuple[StepMark, StepMark]] = []
+    for s in steps:
+        if runs and runs[-1][1].text == s.text and runs[-1][1].n == s.n - 1:
+            runs[-1] = (runs[-1][0], s)
+        else:
+            runs.append((s, s))
+    return runs
+
+
 @dataclass
 class Chart:
     """Everything the timeline shows, on one clock (seconds since the run's zero)."""

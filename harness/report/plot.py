@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.check import Run, Verdict
-from harness.report.lanes import STATES, Chart, Lane, build_chart, state_counts
+from harness.report.lanes import STATES, Chart, Lane, build_chart, folded_steps, state_counts
 
 STATE_COLOURS = {
     "cold-starting": "#f6d365",
@@ -221,7 +221,8 @@ def _draw_steps(ax: Any, chart: Chart, char_w: float) -> None:
     ax.set_yticks([])
     ax.set_ylabel("steps", rotation=0, ha="right", va="center")
     labels: list[tuple[float, str, str, str]] = [
-        (s.time, str(s.n), "#222222", "-") for s in chart.steps
+        (a.time, str(a.n) if a is b else f"{a.n}-{b.n}", "#222222", "-")
+        for a, b in folded_steps(chart.steps)
     ]
     for g in chart.globals:
         colour = "#8c2d04" if g.f == "pg_restart" else "#1a9641"
@@ -416,7 +417,13 @@ def plot_timeline(run: Run, path: Path, verdicts: Sequence[Verdict] = ()) -> boo
     rows.append(("backends", 2.0))
     handles = _legend_handles(chart)
     leg_h = -(-len(handles) // LEGEND_COLUMNS) * LINE_IN + 0.15
-    step_lines = [f"{s.n}. (t={s.time:+.2f}s) {_short(s.text, 90)}" for s in chart.steps]
+    step_lines = [
+        f"{a.n}. (t={a.time:+.2f}s) {_short(a.text, 90)}"
+        if a is b
+        else f"{a.n}-{b.n}. (t={a.time:+.2f}s to {b.time:+.2f}s)"
+        f" {_short(a.text, 70)} (x{b.n - a.n + 1})"
+        for a, b in folded_steps(chart.steps)
+    ]
     steps_h = -(-len(step_lines) // STEP_COLUMNS) * LINE_IN + (0.25 if step_lines else 0)
     top, xlab = 0.4, 0.55
     panels = sum(h for _, h in rows) + 0.08 * len(rows)
