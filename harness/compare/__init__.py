@@ -44,7 +44,7 @@ DEFAULT_SCENARIOS = (
     "lost_ack",
     "freeze_mid_transaction",
     "checkpoint_restore",
-    "server_faults",
+    "server_restart",
     "frozen_reaper",
 )
 """The scenarios compared by default, those of them that exist."""
