@@ -19,13 +19,13 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from harness.drivers._hooks import Hooks, call, sqlstate
+from harness.drivers._hooks import Hooks, Statements, call, sqlstate
 
 T = TypeVar("T")
 _UNSET = object()
 
 
-class PlainDriver:
+class PlainDriver(Statements):
     """The driver: ``execute``, ``transaction``, ``backend_pid``, ``close``."""
 
     def __init__(self, conninfo: str, options: Mapping[str, Any], hooks: Hooks) -> None:
@@ -91,26 +91,6 @@ class PlainDriver:
                 error=str(exc),
             )
             raise
-
-    def execute(
-        self, query: Any, params: Any = None, *, idempotent: bool = False
-    ) -> list[tuple[Any, ...]]:
-        """One autocommit statement, its rows. Never re-run, idempotent or not."""
-
-        def go(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
-            cur = conn.execute(query, params)
-            return cur.fetchall() if cur.description else []
-
-        return self._run(go)
-
-    def transaction(self, body: Callable[[Any], T]) -> T:
-        """``body(tx)`` between BEGIN and COMMIT; ``tx.execute(sql, params)``."""
-
-        def go(conn: psycopg.Connection[Any]) -> T:
-            with conn.transaction():
-                return body(conn)
-
-        return self._run(go)
 
     def close(self) -> None:
         if self._conn is not None:

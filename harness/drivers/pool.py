@@ -21,12 +21,12 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from harness.drivers._hooks import Hooks, call, sqlstate
+from harness.drivers._hooks import Hooks, Statements, call, sqlstate
 
 T = TypeVar("T")
 
 
-class PoolDriver:
+class PoolDriver(Statements):
     """The driver: ``execute``, ``transaction``, ``backend_pid``, ``close``."""
 
     def __init__(self, conninfo: str, options: Mapping[str, Any], hooks: Hooks) -> None:
@@ -78,22 +78,6 @@ class PoolDriver:
                     error=str(exc),
                 )
                 raise
-
-    def execute(
-        self, query: Any, params: Any = None, *, idempotent: bool = False
-    ) -> list[tuple[Any, ...]]:
-        def go(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
-            cur = conn.execute(query, params)
-            return cur.fetchall() if cur.description else []
-
-        return self._run(go)
-
-    def transaction(self, body: Callable[[Any], T]) -> T:
-        def go(conn: psycopg.Connection[Any]) -> T:
-            with conn.transaction():
-                return body(conn)
-
-        return self._run(go)
 
     def close(self) -> None:
         self.pool.close(timeout=1.0)
