@@ -31,31 +31,17 @@ from tests.unit.builders import (
     lease,
     own_rows,
     row,
+    run_config,
     sample,
     samples_by_count,
     wall,
 )
 
 
-def verify(app: str) -> bool:
-    """The test's stand-in for signature verification."""
-    return app.endswith(f";g={GOOD_SIG}")
-
-
 def config(**overrides: Any) -> RunConfig:
-    base: dict[str, Any] = {
-        "service": SERVICE,
-        "connection_limit": 3,
-        "lease_ttl": 1.0,
-        "min_idle": 1.0,
-        "max_cooldown": 1.0,
-        "grace": 0.1,
-        "slack": 1.0,
-        "retry_budget_s": 1.0,
-        "verify": verify,
-    }
-    base.update(overrides)
-    return RunConfig(**base)
+    """The builders' small run config, with the kill budget and the fence not judged
+    (None), as these checks were written against."""
+    return run_config(**{"max_kills": None, "fence_margin": None, **overrides})
 
 
 def run(
