@@ -177,6 +177,13 @@ class Owned:
             os.close(self._fd)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+        if self.watchdog is not None and self.owner == os.getpid():
+            # nothing is left for it to clean (the record is gone); it ignores
+            # SIGTERM by design, and would otherwise outlive this process
+            with contextlib.suppress(ProcessLookupError):
+                self.watchdog.kill()
+            self.watchdog.wait()
+            self.watchdog = None
 
 
 _OWNED: Owned | None = None

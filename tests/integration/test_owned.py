@@ -16,7 +16,13 @@ import sys
 import textwrap
 from pathlib import Path
 
-from harness.infra.owned import clean_dead_runs, read_records, same_process, start_time
+from harness.infra.owned import (
+    Owned,
+    clean_dead_runs,
+    read_records,
+    same_process,
+    start_time,
+)
 from harness.wait import poll
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,3 +87,17 @@ def test_a_dead_run_without_its_watchdog_is_cleaned_by_the_next_run() -> None:
     assert any(str(d) in line for line in cleaned), cleaned
     poll(lambda: _gone(d, child, started), timeout=10, what="the dead run's leftovers to go")
     assert not records.exists()
+
+
+def test_a_normal_close_releases_everything_and_ends_the_watchdog(tmp_path: Path) -> None:
+    owned = Owned(watchdog=True)
+    assert owned.watchdog is not None
+    watchdog = owned.watchdog.pid
+    started = start_time(watchdog)
+    d = tmp_path / "owned"
+    d.mkdir()
+    owned.directory(str(d))
+    owned.close()
+    assert not d.exists()
+    assert not owned.path.exists()
+    assert not same_process(watchdog, started), "the watchdog outlived a normal close"
