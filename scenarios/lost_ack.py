@@ -1,8 +1,10 @@
 """lost_ack: writes whose answers are lost, plain and through execute_once.
 
 Provokes: a write whose answer is lost after the server committed it (a
-downstream timeout toxic added before the write is sent), the same through the
-client's idempotency-key path, and sockets cut mid-query.
+downstream timeout toxic added before the write is sent); through the client's
+idempotency-key path, the answer to its COMMIT (the worker pauses just before
+COMMIT is sent, the toxic goes in, COMMIT commits; the toxic goes at the first
+error, so the retry reaches the server); and sockets cut mid-query.
 Judges: P3 (an unknown outcome is reported as unknown and never run twice; the
 idempotency path writes exactly once), P4, P1, P2, P5.
 

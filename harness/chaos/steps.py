@@ -135,7 +135,8 @@ class AckLost(Step):
     f: Literal["write", "write_once"]
 
     def describe(self) -> str:
-        return f"{self.f} whose answer is lost (the server commits, the reply never arrives)"
+        what = "the answer to its COMMIT" if self.f == "write_once" else "its answer"
+        return f"{self.f} whose {what} is lost (the server commits, the reply never arrives)"
 
 
 @dataclass(frozen=True)

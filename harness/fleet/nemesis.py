@@ -141,22 +141,46 @@ class Nemesis:
         timeout_ms: int = 300,
         timeout: float | None = None,
     ) -> OpResult:
-        """A write whose answer is lost: the server commits, the client never hears."""
+        """A write whose answer is lost: the server commits, the client never hears.
+
+        ``write``: the answer to the autocommit statement (the downstream toxic goes in
+        before it is sent). ``write_once``: the answer to its COMMIT — the worker pauses
+        just before its client sends COMMIT, the toxic goes in, COMMIT goes out (the
+        earlier statements' answers arrive). Either way the toxic goes at the worker's
+        first error, so a retry finds the link healthy, or at the op's end.
+        :class:`PauseNotReached` (``write_once``): the op ended without a COMMIT the
+        harness could see (a client that reports no ``on_query_start``); nothing was
+        injected."""
         fleet = self.fleet
         name = fleet.acquire(worker)
         op = fleet.new_op_id()
         link = fleet.link(name)
-        fleet.record_fault("ack_lost", name, {"op": op, "timeout_ms": timeout_ms})
-        try:
+        at_commit = f == "write_once"
+
+        def inject() -> None:
+            fleet.record_fault("ack_lost", name, {"op": op, "timeout_ms": timeout_ms, "f": f})
             link.add("timeout", name="ack_lost_downstream", stream="downstream", timeout=timeout_ms)
-        except BaseException:
-            fleet.release(name)
-            raise
-        try:
-            return fleet.send(name, f, {"amount": amount}, op=op).wait(timeout)
-        finally:
-            fleet.record_fault("heal", name, {"undo": "ack_lost", "op": op})
-            link.remove("ack_lost_downstream")
+
+        if not at_commit:
+            try:
+                inject()
+            except BaseException:
+                fleet.release(name)
+                raise
+        args: dict[str, Any] = {"amount": amount}
+        if at_commit:
+            args["pause_at"] = "commit"
+        pending = fleet.send(name, f, args, op=op)
+        if at_commit:
+            self._pause_point(pending, "commit", timeout)
+            try:
+                inject()
+                self._undo_at_first_error(pending, "ack_lost_downstream", "ack_lost")
+            finally:
+                fleet.resume(name)  # a transaction paused for good would be the harness's
+        else:
+            self._undo_at_first_error(pending, "ack_lost_downstream", "ack_lost")
+        return pending.wait(timeout)
 
     # ------------------------------------------------------------------ network
 

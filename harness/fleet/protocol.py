@@ -51,8 +51,9 @@ DriverApi = Literal["lease", "driver"]
 (the bundled client and the bug zoo); ``driver`` = ``cls(conninfo, options, hooks)`` (see
 ``harness/drivers/README.md``)."""
 
-PausePoint = Literal["tx", "locked", "scanned"]
-"""Where an operation may pause: inside ``long_tx``'s transaction, or a ``reap`` at a step."""
+PausePoint = Literal["tx", "locked", "scanned", "commit"]
+"""Where an operation may pause: inside ``long_tx``'s transaction, a ``reap`` at a step,
+or a ``write_once`` just before its client sends COMMIT (seen by ``on_query_start``)."""
 ReapStep = Literal["locked", "scanned", "kill", "busy", "pass_end", "error", "denied_once"]
 
 OP_FS: frozenset[str] = frozenset(

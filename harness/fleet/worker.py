@@ -206,6 +206,22 @@ def _on_reap(payload: dict[str, Any]) -> None:
         _pause(step)  # type: ignore[arg-type]  # locked | scanned, checked by the controller
 
 
+def _on_query_start(payload: dict[str, Any]) -> None:
+    global _pause_at
+    _send(
+        QueryStarted(
+            backend_pid=_opt_int(payload.get("backend_pid")),
+            lease_expiry=_opt_float(payload.get("lease_expiry")),
+            **_stamp(),
+        )
+    )
+    if _pause_at == "commit" and payload.get("kind") == "COMMIT":
+        # the hook runs before the statement is sent: the controller may change the
+        # link while the transaction waits, whole, for its COMMIT
+        _pause_at = None
+        _pause("commit")
+
+
 def _note(name: str) -> Callable[[dict[str, Any]], None]:
     def hook(payload: dict[str, Any]) -> None:
         _send(Note(event=name, detail=_jsonable(payload), **_stamp()))
@@ -224,13 +240,7 @@ def _hooks() -> dict[str, Callable[[dict[str, Any]], None]]:
     hooks["on_client_dead"] = lambda p: _send(
         BackendLost(backend_pid=_opt_int(p.get("backend_pid")), **_stamp())
     )
-    hooks["on_query_start"] = lambda p: _send(
-        QueryStarted(
-            backend_pid=_opt_int(p.get("backend_pid")),
-            lease_expiry=_opt_float(p.get("lease_expiry")),
-            **_stamp(),
-        )
-    )
+    hooks["on_query_start"] = _on_query_start
     hooks["on_query_error"] = lambda p: _send(
         QueryFailed(
             backend_pid=_opt_int(p.get("backend_pid")),
@@ -283,11 +293,16 @@ def _first(rows: list[tuple[Any, ...]]) -> Any:
 
 
 def _write(op: str, args: Mapping[str, Any], once: bool) -> dict[str, Any]:
+    global _pause_at
     assert _spec is not None
     params = (op, _spec.name, int(args.get("amount", 1)))
-    if once and hasattr(CLIENT, "execute_once"):
-        return {"counter": _first(CLIENT.execute_once(op, schema.WRITE_SQL, params))}
-    return {"counter": _first(CLIENT.execute(schema.WRITE_SQL, params))}
+    _pause_at = args.get("pause_at")
+    try:
+        if once and hasattr(CLIENT, "execute_once"):
+            return {"counter": _first(CLIENT.execute_once(op, schema.WRITE_SQL, params))}
+        return {"counter": _first(CLIENT.execute(schema.WRITE_SQL, params))}
+    finally:
+        _pause_at = None
 
 
 def _long_tx(args: Mapping[str, Any]) -> dict[str, Any]:
