@@ -212,6 +212,8 @@ class ChaosEnv:
 
         self.driver = driver
         """What the workers run (None: the bundled lease client, or the bug's)."""
+        self._roles: dict[str, str] = {}
+        """Neighbour roles' DSNs (created once per server, see Interpreter.role_dsn)."""
         self._runs = 0
 
     def run_config(self) -> RunConfig:
@@ -296,7 +298,9 @@ class ChaosEnv:
             ) as fleet,
         ):
             fleet.data.reset()
-            interpreter = Interpreter(fleet, history, self.pg, self.timings, self.cap)
+            interpreter = Interpreter(
+                fleet, history, self.pg, self.timings, self.cap, roles=self._roles
+            )
             live = LiveRun(self, interpreter, sampler, history_path, bug)
             live.bouncer = bouncer
             if driver is not None:

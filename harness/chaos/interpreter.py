@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from harness.chaos import neighbours
 from harness.chaos.steps import (
     AckLost,
     Age,
@@ -36,6 +37,7 @@ from harness.chaos.steps import (
     Invoke,
     InvokeWarm,
     Linger,
+    Neighbour,
     NetworkFault,
     PeerRace,
     PgRestart,
@@ -55,6 +57,7 @@ from harness.errors import (
     FleetAtCapacity,
     FleetError,
     FleetTimeout,
+    HarnessFault,
     PauseNotReached,
     UsageError,
     WorkerUnavailable,
@@ -101,6 +104,8 @@ class Interpreter:
     foreign: list[Foreign] = field(default_factory=list)
     last_activity: float = field(default_factory=time.time)
     notes: list[str] = field(default_factory=list)
+    roles: dict[str, str] = field(default_factory=dict)
+    """DSNs of the neighbours' roles, created on first use (shared across examples)."""
 
     def apply(self, step: Step) -> None:
         handler = _HANDLERS.get(type(step))
@@ -151,6 +156,13 @@ class Interpreter:
                 self.fleet.thaw(p.worker, resume=True)
         p.wait()
         self.touch()
+
+    def role_dsn(self, role: str) -> str:
+        """The DSN of a neighbour role (:data:`NEIGHBOUR_ROLES`), created the first time."""
+        if role not in self.roles:
+            name, groups = NEIGHBOUR_ROLES[role]
+            self.roles[role] = self.pg.create_role(name, member_of=groups)
+        return self.roles[role]
 
     def release_foreign(self) -> None:
         for f in self.foreign:
@@ -371,6 +383,32 @@ def _foreign(it: Interpreter, step: ForeignBackend) -> None:
     pid = conn.info.backend_pid
     it.history.foreign(backend_pid=pid, kind=step.who)
     it.foreign.append(Foreign(step.who, conn, pid))
+
+
+NEIGHBOUR_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "plain_role": ("thawproof_neighbour", ()),
+    "signal_role": ("thawproof_neighbour_signal", ("pg_signal_backend",)),
+}
+"""The roles neighbours connect as (besides the app role and a superuser): name, groups."""
+
+
+@handles(Neighbour)
+def _neighbour(it: Interpreter, step: Neighbour) -> None:
+    app = neighbours.application_name(step, int(time.time() * 1000))
+    ours = token.verify(app, SERVICE, SECRET) is not None
+    if ours != (step.shape == "genuine"):
+        what = "is" if ours else "is not"
+        raise HarnessFault(f"neighbour {step.shape!r} built {app!r}, which {what} a genuine lease")
+    if step.role == "app":
+        dsn = it.pg.app_dsn
+    elif step.role == "superuser":
+        dsn = make_conninfo(it.pg.admin_dsn, dbname=it.pg.app_db)
+    else:
+        dsn = it.role_dsn(step.role)
+    conn = psycopg.connect(dsn, autocommit=True, application_name=app)
+    pid = conn.info.backend_pid
+    it.history.foreign(backend_pid=pid, kind="neighbour", shape=step.shape)
+    it.foreign.append(Foreign("neighbour", conn, pid))
 
 
 @handles(CheckpointRestore)

@@ -18,6 +18,22 @@ from typing import Literal
 
 InvokeF = Literal["write", "write_once", "read", "burst"]
 ForeignWho = Literal["other_app", "forged", "other_secret", "superuser"]
+NeighbourShape = Literal[
+    "plain",
+    "wrong_signature",
+    "truncated",
+    "empty_signature",
+    "padded_signature",
+    "non_base64url",
+    "other_service",
+    "other_secret",
+    "genuine",
+]
+"""How a neighbour's application_name relates to this service's lease (see
+:mod:`harness.chaos.neighbours`)."""
+NeighbourRole = Literal["app", "plain_role", "signal_role", "superuser"]
+"""Who the neighbour connects as: the service's own role, another role without
+privileges, another role in ``pg_signal_backend``, a superuser."""
 
 
 class Step:
@@ -202,6 +218,35 @@ class ForeignBackend(Step):
             "other_secret": "a backend with a lease of this service signed with another secret",
             "superuser": "a superuser session carrying an expired lease of this service",
         }[self.who]
+
+
+@dataclass(frozen=True)
+class Neighbour(Step):
+    """A backend that is not the service's, generated: an application_name of one
+    ``shape`` built from ``text`` (the junk, signature, service or cut it needs), a
+    lease ``expired`` an hour ago or valid for an hour, connected as ``role``. It stays
+    connected and idle until the run ends; the reaper must leave it alone (P5, P6).
+
+    A genuine lease of this service on a role that is not a superuser would be the
+    service's own backend (the spec lets the reaper kill it once expired), so
+    ``genuine`` is only generated unexpired, or on a superuser."""
+
+    shape: NeighbourShape
+    role: NeighbourRole
+    expired: bool
+    text: str = ""
+    """Shape-specific: ``plain`` the name; ``wrong_signature``/``non_base64url``/
+    ``padded_signature`` the signature or the padding; ``other_service`` the service."""
+    cut: int = 0
+    """``truncated``: how many characters of the token are kept."""
+
+    def describe(self) -> str:
+        lease = "expired" if self.expired else "unexpired"
+        detail = f"cut to {self.cut}" if self.shape == "truncated" else repr(self.text)
+        return (
+            f"a neighbour connects as {self.role.replace('_', ' ')} with an {lease}"
+            f" {self.shape.replace('_', ' ')} application_name ({detail})"
+        )
 
 
 @dataclass(frozen=True)

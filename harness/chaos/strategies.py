@@ -12,19 +12,24 @@ parameters, so a failure ends as the smallest schedule that still fails.
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable, Collection
+from typing import get_args
 
 from hypothesis import strategies as st
 
+from harness.chaos.neighbours import SIGNATURE_SHAPES
 from harness.chaos.steps import (
     AckLost,
     Age,
     Burst,
     ClockSkew,
-    ForeignBackend,
     FreezeMid,
     Invoke,
     Linger,
+    Neighbour,
+    NeighbourRole,
+    NeighbourShape,
     NetworkFault,
     PeerRace,
     PgRestart,
@@ -37,9 +42,80 @@ from harness.chaos.steps import (
     Thaw,
     ThawIntoTx,
 )
+from harness.chaos.timings import SERVICE
 from harness.errors import UsageError
+from harness.lease import token
 
 WORKER = st.integers(min_value=0, max_value=3)
+
+SHAPES: tuple[NeighbourShape, ...] = get_args(NeighbourShape)
+ROLES: tuple[NeighbourRole, ...] = get_args(NeighbourRole)
+_B64URL = string.ascii_letters + string.digits + "-_"
+_TAG = token.service_tag(SERVICE)
+_NEAR_SERVICES = (
+    # our name's neighbours: one character more or less, case, LIKE metacharacters
+    f"{_TAG}2",
+    _TAG[:-1],
+    _TAG.upper(),
+    f"{_TAG}%",
+    f"{_TAG[:4]}_{_TAG[5:]}",
+    f"%{_TAG[1:]}",
+    "%",
+    "_",
+)
+_SERVICE_CHARS = string.ascii_letters + string.digits + ":_-%\\="
+
+
+def _texts(shape: NeighbourShape) -> st.SearchStrategy[str]:
+    """What a neighbour of ``shape`` needs as its ``text`` (see harness.chaos.neighbours)."""
+    if shape == "plain":
+        anything = st.text(
+            st.characters(codec="utf-8", blacklist_characters="\x00"),
+            max_size=70,
+        )
+        # names the reaper's LIKE scan matches (our prefix) that are no token at all
+        return st.one_of(anything, anything.map(lambda t: f"s={_TAG};{t}"))
+    if shape == "wrong_signature":
+        return st.text(st.sampled_from(_B64URL), min_size=1, max_size=16)
+    if shape == "non_base64url":
+        return st.text(st.sampled_from(_B64URL + "+/=!.~*% "), min_size=1, max_size=14).filter(
+            lambda t: any(c not in _B64URL for c in t)
+        )
+    if shape == "padded_signature":
+        return st.text(st.sampled_from("= ._~"), min_size=1, max_size=4)
+    if shape == "other_service":
+        return st.one_of(
+            st.sampled_from(_NEAR_SERVICES),
+            st.text(st.sampled_from(_SERVICE_CHARS), min_size=1, max_size=20),
+        ).filter(lambda name: name != _TAG)
+    return st.just("")
+
+
+def neighbours(
+    shapes: Collection[NeighbourShape] = SHAPES,
+    *,
+    roles: Collection[NeighbourRole] = ROLES,
+    expired: bool | None = None,
+) -> st.SearchStrategy[Neighbour]:
+    """Generated neighbours (foreign and forged backends) of the given shapes and roles;
+    ``expired``: force the lease's expiry one way. A genuine lease is drawn only where
+    it is not the service's own (unexpired, or on a superuser)."""
+
+    def one(shape: NeighbourShape) -> st.SearchStrategy[Neighbour]:
+        drawn = st.builds(
+            Neighbour,
+            st.just(shape),
+            st.sampled_from(sorted(roles)),
+            st.booleans() if expired is None else st.just(expired),
+            _texts(shape),
+            st.integers(min_value=0, max_value=62) if shape == "truncated" else st.just(0),
+        )
+        if shape == "genuine":
+            drawn = drawn.filter(lambda n: not n.expired or n.role == "superuser")
+        return drawn
+
+    return st.one_of([one(shape) for shape in sorted(shapes)])
+
 
 _BY_KIND: dict[str, Callable[[], st.SearchStrategy[Step]]] = {
     "invoke": lambda: st.builds(Invoke, st.sampled_from(["write", "write_once", "read", "burst"])),
@@ -60,9 +136,7 @@ _BY_KIND: dict[str, Callable[[], st.SearchStrategy[Step]]] = {
     "skew": lambda: st.builds(
         ClockSkew, WORKER, st.floats(min_value=-0.5, max_value=0.5, allow_nan=False)
     ),
-    "foreign": lambda: st.builds(
-        ForeignBackend, st.sampled_from(["other_app", "forged", "other_secret", "superuser"])
-    ),
+    "foreign": neighbours,
     "outlive": lambda: st.just(QueryOutlivesLease()),
     "peer_race": lambda: st.just(PeerRace()),
     "thaw_into_tx": lambda: st.builds(ThawIntoTx, WORKER),
@@ -103,7 +177,9 @@ DETECTORS: dict[str, Callable[[], st.SearchStrategy[list[Step]]]] = {
     ),
     # forged or wrongly signed leases of this service, idle and expired
     "skips_signature": lambda: around(
-        st.builds(ForeignBackend, st.sampled_from(["forged", "other_secret"])),
+        neighbours(
+            sorted(SIGNATURE_SHAPES), roles=("app", "plain_role", "signal_role"), expired=True
+        ),
         _just(Linger()),
         st.builds(Reap, WORKER),
     ),

@@ -47,8 +47,9 @@ FaultF = Literal[
 that wave is over (its ``value`` says how many were refused)."""
 WorkerF = Literal["spawn", "exit", "crash"]
 ReapResult = Literal["killed", "skipped", "denied"]
-ForeignKind = Literal["other_app", "forged", "other_secret", "superuser", "peer"]
-"""``peer``: a pg-aequor-style peer of the service, registered while the harness drives it."""
+ForeignKind = Literal["other_app", "forged", "other_secret", "superuser", "peer", "neighbour"]
+"""``peer``: a pg-aequor-style peer of the service, registered while the harness drives it;
+``neighbour``: a generated one (its ``shape`` says how its application_name was made)."""
 ForeignF = Literal["register", "release"]
 ReapPassF = Literal["locked", "scanned", "pass_end"]
 """The steps of a reaper pass recorded beside its kills: the advisory lock taken, the
@@ -213,6 +214,8 @@ class ForeignEvent:
     wall: float
     f: ForeignF = "register"
     worker: str | None = None
+    shape: str | None = None
+    """A generated neighbour's shape (:data:`harness.chaos.steps.NeighbourShape`)."""
     type: Literal["foreign"] = "foreign"
 
 

@@ -350,10 +350,11 @@ class HistoryWriter:
         backend_pid: int,
         kind: ForeignKind,
         f: ForeignF = "register",
+        shape: str | None = None,
         time: float | None = None,
         wall: float | None = None,
     ) -> ForeignEvent:
         t, w = self._times(time, wall)
-        ev = ForeignEvent(backend_pid=backend_pid, kind=kind, f=f, time=t, wall=w)
+        ev = ForeignEvent(backend_pid=backend_pid, kind=kind, f=f, shape=shape, time=t, wall=w)
         self.append(ev)
         return ev
