@@ -17,7 +17,6 @@ import textwrap
 from pathlib import Path
 
 from harness.infra.owned import (
-    Owned,
     clean_dead_runs,
     read_records,
     same_process,
@@ -89,15 +88,42 @@ def test_a_dead_run_without_its_watchdog_is_cleaned_by_the_next_run() -> None:
     assert not records.exists()
 
 
-def test_a_normal_close_releases_everything_and_ends_the_watchdog(tmp_path: Path) -> None:
+CLOSER = textwrap.dedent(
+    """
+    import sys, tempfile
+    from harness.infra.owned import Owned
     owned = Owned(watchdog=True)
-    assert owned.watchdog is not None
-    watchdog = owned.watchdog.pid
-    started = start_time(watchdog)
-    d = tmp_path / "owned"
-    d.mkdir()
-    owned.directory(str(d))
+    d = tempfile.mkdtemp(prefix="owned-test-")
+    owned.directory(d)
+    print(owned.watchdog.pid, owned.path, d, flush=True)
     owned.close()
-    assert not d.exists()
-    assert not owned.path.exists()
-    assert not same_process(watchdog, started), "the watchdog outlived a normal close"
+    print("closed", flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def test_a_normal_close_releases_everything_and_ends_the_watchdog() -> None:
+    # in a process of its own: a second Owned here would share this process's record
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLOSER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.stdout is not None
+    assert proc.stdin is not None
+    try:
+        watchdog, records, d = proc.stdout.readline().split()
+        started = start_time(int(watchdog))
+        assert proc.stdout.readline().strip() == "closed"
+        # the owner is still alive: only close() can have ended its watchdog
+        assert not same_process(int(watchdog), started), "the watchdog outlived a normal close"
+        assert not Path(records).exists()
+        assert not Path(d).exists()
+    finally:
+        proc.stdin.close()
+        proc.stdout.close()
+        proc.wait(timeout=10)
