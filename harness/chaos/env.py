@@ -41,7 +41,7 @@ from harness.infra.pgbouncer import PgBouncer
 from harness.infra.postgres import PostgresServer
 from harness.infra.toxiproxy import ToxiproxyServer
 from harness.lease import LeaseConfig, token
-from harness.observe import ActivitySampler, refusals, terminations
+from harness.observe import ActivitySampler, refusal_events, terminations
 from harness.wait import poll
 
 SAMPLE_INTERVAL = 0.05
@@ -150,7 +150,10 @@ class LiveRun:
             f"terminations during the run, from the server's log: {len(found)}"
             + (f" ({', '.join(causes)})" if causes else "")
         )
-        refused = refusals(text, since_wall=self.started_wall)
+        refused_events = refusal_events(text, since_wall=self.started_wall, monotonic_offset=offset)
+        for refusal in refused_events:
+            self.interpreter.history.append(refusal)
+        refused = len(refused_events)
         if refused:
             self.notes.append(
                 f"the server refused {refused} connection attempt(s) with 53300 (its log;"

@@ -407,7 +407,7 @@ def _neighbour(it: Interpreter, step: Neighbour) -> None:
         dsn = it.role_dsn(step.role)
     conn = psycopg.connect(dsn, autocommit=True, application_name=app)
     pid = conn.info.backend_pid
-    it.history.foreign(backend_pid=pid, kind="neighbour", shape=step.shape)
+    it.history.foreign(backend_pid=pid, kind="neighbour", shape=step.shape, application_name=app)
     it.foreign.append(Foreign("neighbour", conn, pid))
 
 

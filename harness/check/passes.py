@@ -71,7 +71,7 @@ def reaper_passes(events: list[Event]) -> tuple[list[Pass], list[ReapEvent]]:
             elif current is not None and current.reaper_pid == e.reaper_pid:
                 if e.f == "scanned":
                     current.scanned = e
-                else:
+                elif e.f == "pass_end":
                     current.end = e
                     del open_[e.worker]
         elif isinstance(e, ReapEvent):

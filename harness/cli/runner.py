@@ -208,6 +208,11 @@ def _print_summary(outcome: ScenarioResult, run_dir: RunDir) -> None:
     word = {"ok": "holds", "fail": "FAILS", "unknown": "NOT JUDGED"}
     for v in outcome.verdicts:
         print(f"  {v.prop:<4} {word[v.status]:<10}  {v.summary}")
+    counts = outcome.situations
+    if counts:
+        reached = {k: n for k, n in counts.items() if n}
+        shown = ", ".join(f"{k} {n}" for k, n in reached.items()) or "none"
+        print(f"  situations reached ({len(reached)} of {len(counts)}): {shown}")
     for note in outcome.notes:
         print(f"  note: {note}")
 

@@ -647,7 +647,7 @@ class Fleet:
         )
 
     def _on_reap(self, w: _Worker, msg: ReapReport) -> None:
-        if msg.step in ("locked", "scanned", "pass_end"):
+        if msg.step in ("locked", "scanned", "pass_end", "busy"):
             # the pass's steps: its leadership interval (server clock) and its decision
             self.history.reap_pass(
                 msg.step,

@@ -51,9 +51,10 @@ ForeignKind = Literal["other_app", "forged", "other_secret", "superuser", "peer"
 """``peer``: a pg-aequor-style peer of the service, registered while the harness drives it;
 ``neighbour``: a generated one (its ``shape`` says how its application_name was made)."""
 ForeignF = Literal["register", "release"]
-ReapPassF = Literal["locked", "scanned", "pass_end"]
+ReapPassF = Literal["locked", "scanned", "pass_end", "busy"]
 """The steps of a reaper pass recorded beside its kills: the advisory lock taken, the
-scan's decision, the lock about to be released."""
+scan's decision, the lock about to be released; ``busy``: a pass that found the lock
+held by another reaper and ended at once."""
 TerminationCause = Literal[
     "terminate_backend", "idle_session_timeout", "idle_in_transaction_timeout"
 ]
@@ -216,6 +217,8 @@ class ForeignEvent:
     worker: str | None = None
     shape: str | None = None
     """A generated neighbour's shape (:data:`harness.chaos.steps.NeighbourShape`)."""
+    application_name: str | None = None
+    """A generated neighbour's, as it connected."""
     type: Literal["foreign"] = "foreign"
 
 
@@ -258,6 +261,21 @@ class TerminationEvent:
     type: Literal["termination"] = "termination"
 
 
+@dataclass(frozen=True, slots=True)
+class RefusalEvent:
+    """The server refused a connection attempt with 53300 (too many clients), read from
+    its log when the run ends: every attempt, retries included (a client sees only its
+    last). ``application_name`` is the one the log line's prefix gives, if any."""
+
+    time: float
+    wall: float
+    """The server log's timestamp."""
+    application_name: str | None = None
+    worker: str | None = None
+    """Always None: the server's record names no worker."""
+    type: Literal["refusal"] = "refusal"
+
+
 Event: TypeAlias = (
     OpEvent
     | FaultEvent
@@ -269,6 +287,7 @@ Event: TypeAlias = (
     | ForeignEvent
     | StepEvent
     | TerminationEvent
+    | RefusalEvent
 )
 EVENT_TYPES: tuple[type[Event], ...] = (
     OpEvent,
@@ -281,4 +300,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ForeignEvent,
     StepEvent,
     TerminationEvent,
+    RefusalEvent,
 )

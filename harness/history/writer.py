@@ -351,10 +351,19 @@ class HistoryWriter:
         kind: ForeignKind,
         f: ForeignF = "register",
         shape: str | None = None,
+        application_name: str | None = None,
         time: float | None = None,
         wall: float | None = None,
     ) -> ForeignEvent:
         t, w = self._times(time, wall)
-        ev = ForeignEvent(backend_pid=backend_pid, kind=kind, f=f, shape=shape, time=t, wall=w)
+        ev = ForeignEvent(
+            backend_pid=backend_pid,
+            kind=kind,
+            f=f,
+            shape=shape,
+            application_name=application_name,
+            time=t,
+            wall=w,
+        )
         self.append(ev)
         return ev

@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from harness.history import TerminationCause, TerminationEvent
+from harness.history import RefusalEvent, TerminationCause, TerminationEvent
 
 _TERMINATED = re.compile(
     r"^\S+ \S+ \S+ \[(?P<pid>\d+)\] .*FATAL:\s+terminating connection due to administrator command"
@@ -230,8 +230,15 @@ REFUSALS: tuple[str, ...] = (
 def refusals(text: str, *, since_wall: float = -math.inf) -> int:
     """How many connection attempts the server refused with 53300 at or after
     ``since_wall``: every attempt, retries included (the client sees only the last)."""
-    return sum(
-        1
+    return len(refusal_events(text, since_wall=since_wall))
+
+
+def refusal_events(
+    text: str, *, since_wall: float = -math.inf, monotonic_offset: float = 0.0
+) -> list[RefusalEvent]:
+    """The refusals of :func:`refusals`, as history events (times as in :func:`terminations`)."""
+    return [
+        RefusalEvent(time=ln.wall - monotonic_offset, wall=ln.wall, application_name=ln.app)
         for ln in parse_log(text)
         if ln.level == "FATAL" and ln.wall >= since_wall and ln.message.startswith(REFUSALS)
-    )
+    ]

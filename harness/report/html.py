@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.check import Run, Verdict, is_routine_freeze
+from harness.check.situations import SITUATIONS
 from harness.history import StepEvent
 from harness.report.result import ScenarioResult
 from harness.report.tables import backend_rows, fault_rows, ledger_rows, op_rows
@@ -297,6 +298,17 @@ def _identity(outcome: ScenarioResult) -> str:
     return _table(("", ""), rows).replace("<table>", '<table id="identity">', 1)
 
 
+def _situations(outcome: ScenarioResult) -> str:
+    """Each situation the spec describes, how often this run reached it."""
+    counts = outcome.situations
+    rows = (
+        (_e(s.name), _e(s.what), _e(counts.get(s.name, 0)) if counts.get(s.name) else "not reached")
+        for s in SITUATIONS
+        if s.name in counts
+    )
+    return _table(("situation", "what", "times"), rows)
+
+
 def _kv(d: dict[str, Any]) -> str:
     if not d:
         return "<p>None.</p>"
@@ -334,6 +346,8 @@ def write_html(
         sections += ["<h2>Operations</h2>", _operations(run)]
         sections += ["<h2>Backends</h2>", _backends(run)]
         sections += ["<h2>Reaper kills</h2>", _ledger(run)]
+    if outcome.situations:
+        sections += ['<h2 id="situations">Situations reached</h2>', _situations(outcome)]
     sections += ["<h2>Identity</h2>", _identity(outcome)]
     sections += ["<h2>Counts</h2>", _kv(outcome.counts), "<h2>Timings</h2>", _kv(outcome.timings)]
     if outcome.notes:

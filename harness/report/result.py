@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.check import Run, Verdict, worst
+from harness.check.situations import situations
 from harness.report.figures import figures
 
 EXIT_OK, EXIT_FAILED, EXIT_UNJUDGED = 0, 1, 2
@@ -38,6 +39,8 @@ class ScenarioResult:
     identity: dict[str, Any] = field(default_factory=dict)
     """Where and with what the run ran (UTC date, git commit, Python, PostgreSQL, the
     Toxiproxy server and client): see :func:`harness.report.identity.run_identity`."""
+    stored_situations: dict[str, int] = field(default_factory=dict)
+    """The situation counts read back from ``summary.json`` (a result without its run)."""
     clock_start: float | None = None
     """Monotonic time where the run's progress clock started (the CLI sets it). The
     report's zero is the run's own (:attr:`harness.check.Run.t0`, which is this same
@@ -52,6 +55,14 @@ class ScenarioResult:
         if not self.verdicts:
             return "unjudged"
         return {"ok": "pass", "fail": "fail", "unknown": "unjudged"}[worst(self.verdicts)]
+
+    @property
+    def situations(self) -> dict[str, int]:
+        """How often the run reached each situation (:mod:`harness.check.situations`);
+        empty for a result with no recorded fleet."""
+        if self.run is not None:
+            return situations(self.run)
+        return dict(self.stored_situations)
 
     @property
     def ok(self) -> bool:
@@ -98,6 +109,7 @@ class ScenarioResult:
             "counts": self.counts,
             "timings": self.timings,
             "figures": figures(self),
+            "situations": self.situations,
             "notes": self.notes,
             "identity": self.identity,
             "clock_start": self.clock_start,
@@ -115,5 +127,6 @@ class ScenarioResult:
             notes=[str(n) for n in raw.get("notes") or []],
             unjudged=None if raw.get("unjudged") is None else str(raw["unjudged"]),
             identity=dict(raw.get("identity") or {}),
+            stored_situations={str(k): int(v) for k, v in (raw.get("situations") or {}).items()},
             clock_start=None if clock is None else float(clock),
         )
