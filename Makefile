@@ -9,6 +9,8 @@ PYTEST_ARGS ?=
 # PostgreSQL cluster and proxy server: `make test N=2`.
 N ?=
 XDIST := $(if $(N),-n $(N),)
+# Where make test's chaos runs record the situations they reached (the last test reads it).
+SITUATIONS := $(CURDIR)/reports/situations/make-test-$(notdir $(VENV)).jsonl
 
 NODE_DRIVERS := harness/drivers/node
 NODE_STAMP   := $(NODE_DRIVERS)/node_modules/.package-lock.json
@@ -49,10 +51,15 @@ $(NODE_STAMP): $(NODE_DRIVERS)/package.json $(NODE_DRIVERS)/package-lock.json
 
 # The whole suite. pytest's own exit status is kept: 5 (no tests collected) fails.
 # With N, the `scale` tests (a fleet of 100 loads both cores) run after the rest, alone.
+# Every chaos run appends the situations it reached to $(SITUATIONS); the last test
+# (marker situations_gate) fails naming any situation no run reached.
 # `make test PYTHON=/usr/bin/python3 VENV=.venv-debian` runs it on Debian's own Python.
 test: setup
-	$(BIN)/python -m pytest $(XDIST) $(if $(N),-m 'not scale',) $(PYTEST_ARGS)
-	$(if $(N),$(BIN)/python -m pytest -m scale $(PYTEST_ARGS),)
+	rm -f $(SITUATIONS)
+	THAWPROOF_SITUATIONS=$(SITUATIONS) $(BIN)/python -m pytest $(XDIST) \
+		$(if $(N),-m 'not scale and not situations_gate',) $(PYTEST_ARGS)
+	$(if $(N),THAWPROOF_SITUATIONS=$(SITUATIONS) $(BIN)/python -m pytest \
+		-m 'scale or situations_gate' $(PYTEST_ARGS),)
 
 # The suite on both interpreters this machine family has: the default python3 and
 # Debian's /usr/bin/python3 (3.11.2 on Debian 12), each in its own virtualenv.
@@ -81,7 +88,12 @@ replay: setup
 
 # The long property runs (many random examples); what the nightly CI job runs.
 nightly: setup
-	HYPOTHESIS_PROFILE=nightly $(BIN)/python -m pytest $(XDIST) tests/detection tests/chaos $(PYTEST_ARGS)
+	rm -f $(subst make-test,nightly,$(SITUATIONS))
+	HYPOTHESIS_PROFILE=nightly THAWPROOF_SITUATIONS=$(subst make-test,nightly,$(SITUATIONS)) \
+		$(BIN)/python -m pytest $(XDIST) -m 'not situations_gate' tests/detection tests/chaos \
+		$(PYTEST_ARGS)
+	THAWPROOF_SITUATIONS=$(subst make-test,nightly,$(SITUATIONS)) \
+		$(BIN)/python -m pytest -m situations_gate tests/chaos $(PYTEST_ARGS)
 
 # Every driver on the same scenarios and seeds: reports/compare/<UTC time>/ (index.html,
 # compare.md). COMPARE_ARGS: drivers=a,b scenarios=x,y seeds=N out=DIR.

@@ -34,8 +34,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under the ``ci`` profile every Hypothesis test runs with the project's fixed seed."""
+    """Under the ``ci`` profile every Hypothesis test runs with the project's fixed seed;
+    the situation gate (it reads what every chaos run before it recorded) runs last."""
     for item in items:
         fn = getattr(item, "obj", None)
         if fn is not None and getattr(fn, "is_hypothesis_test", False):
             apply_ci_seed(getattr(fn, "__func__", fn))
+    items.sort(key=lambda item: item.get_closest_marker("situations_gate") is not None)

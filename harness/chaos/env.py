@@ -13,6 +13,8 @@ the properties (:data:`harness.check.CHECKS`) over the recorded run.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import shutil
 import tempfile
 import threading
@@ -31,6 +33,7 @@ from harness.chaos.steps import Step
 from harness.chaos.timings import SECRET, SERVICE, Timings
 from harness.chaos.zoo import CORRECT, Bug
 from harness.check import Run, RunConfig, check_all
+from harness.check.situations import situations
 from harness.check.terminations import cross_check as cross_check_terminations
 from harness.errors import FleetError, FleetTimeout, WaitTimeout, WorkerUnavailable
 from harness.fleet import Fleet, FleetConfig
@@ -132,6 +135,9 @@ class LiveRun:
         self.judged = Judged(
             tuple(self.steps), self.bug, check_all(run), run, self.history_path, self.notes
         )
+        driver = self.env.driver
+        client = self.bug.name if self.bug else (driver.name if driver else "correct")
+        record_situations(run, client)
         return self.judged
 
     def _record_terminations(self) -> None:
@@ -522,6 +528,28 @@ class ChaosEnv:
                 what="the backends of an earlier example to end",
                 error=FleetTimeout,
             )
+
+
+SITUATIONS_LOG = "THAWPROOF_SITUATIONS"
+"""When set, the file every judged run appends its situation counts to (one JSON line):
+how ``make test`` learns what its chaos suites reached, across processes."""
+
+
+def record_situations(run: Run, client: str) -> None:
+    """Append ``run``'s situation counts to :data:`SITUATIONS_LOG`'s file, if set."""
+    path = os.environ.get(SITUATIONS_LOG)
+    if not path:
+        return
+    line = json.dumps(
+        {"client": client, "situations": situations(run)},
+        separators=(",", ":"),
+    )
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())  # one write: whole lines from many processes
+    finally:
+        os.close(fd)
 
 
 def _with_options(driver: DriverSpec, **options: object) -> DriverSpec:

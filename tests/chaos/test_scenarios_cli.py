@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -106,3 +108,17 @@ def test_fleet_scenario_passes_and_its_kills_match_the_server_log() -> None:
     log_notes = [n for n in summary["notes"] if "server log" in n]
     assert log_notes, log_notes
     assert "all accounted for by the ledger" in log_notes[0], log_notes
+
+
+@pytest.mark.parametrize(
+    ("scenario", "situation"),
+    [("clock_skew", "clock_skew"), ("freeze_mid_transaction", "write_on_locked_row")],
+)
+def test_a_named_scenario_passes_and_reaches_what_it_is_named_for(
+    scenario: str, situation: str
+) -> None:
+    done = _run(scenario)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((run_dir_of(done) / "summary.json").read_text())
+    assert summary["situations"][situation] >= 1, summary["situations"]
+    assert "situations reached" in done.stdout
