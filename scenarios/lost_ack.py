@@ -4,7 +4,8 @@ Provokes: a write whose answer is lost after the server committed it (a
 downstream timeout toxic added before the write is sent); through the client's
 idempotency-key path, the answer to its COMMIT (the worker pauses just before
 COMMIT is sent, the toxic goes in, COMMIT commits; the toxic goes at the first
-error, so the retry reaches the server); and sockets cut mid-query.
+error, so the retry reaches the server; or not before the op ends, so every retry
+meets a silent server and the outcome stays unknown); and sockets cut mid-query.
 Judges: P3 (an unknown outcome is reported as unknown and never run twice; the
 idempotency path writes exactly once), P4, P1, P2, P5.
 
@@ -29,6 +30,7 @@ SCENARIO = fleet_scenario(
         Invoke("write"),
         AckLost("write"),
         AckLost("write_once"),
+        AckLost("write_once", "at_end"),
         Invoke("write_once"),
         SocketReset("reset_peer"),
         SocketReset("disable"),

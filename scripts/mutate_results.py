@@ -28,7 +28,7 @@ from mutate_sample import REPO, Mutant
 EQUIVALENTS = REPO / "scripts" / "mutants-equivalent.toml"
 SUITE_TAG = "MUTATE-SUITE "
 STEP_TAG = "MUTATE-STEP "
-OUTCOMES = ("killed", "survived", "timeout")
+OUTCOMES = ("killed", "survived", "timeout", "unjudged")
 
 
 # ----------------------------------------------------------------- the session
@@ -161,6 +161,7 @@ def score_of(judged: Sequence[Judged], sites: Mapping[str, int] | None = None) -
         "killed": killed,
         "survived": sum(j.outcome == "survived" for j in judged),
         "timeout": sum(j.outcome == "timeout" for j in judged),
+        "unjudged": sum(j.outcome == "unjudged" for j in judged),
         "equivalent": equivalent,
         "score": (killed / denominator) if denominator else None,
     }
@@ -186,7 +187,8 @@ def score_line(s: Mapping[str, Any]) -> str:
     pct = "n/a" if s["score"] is None else f"{100 * s['score']:.1f}%"
     return (
         f"mutation score {pct}: {s['killed']} killed of {s['sampled']} sampled"
-        f" - {s['equivalent']} equivalent ({s['survived']} survived, {s['timeout']} timeout)"
+        f" - {s['equivalent']} equivalent ({s['survived']} survived, {s['timeout']} timeout,"
+        f" {s.get('unjudged', 0)} unjudged)"
     )
 
 

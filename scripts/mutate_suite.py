@@ -15,7 +15,9 @@ What it promises, so ``scripts/mutate.py`` can count honestly:
 - every step's outcome is one ``MUTATE-STEP {json}`` line on stdout (exit status,
   seconds, and for a scenario the properties its ``summary.json`` says failed or could
   not be judged), and the last line is ``MUTATE-SUITE {json}`` with the verdict:
-  ``killed`` (a step exited non-zero by itself), ``timeout`` (a step ran past its
+  ``killed`` (a step exited non-zero by itself, 2 excepted), ``unjudged`` (a step
+  exited 2: the harness could not judge the run, which is never a kill), ``timeout``
+  (a step ran past its
   deadline and was stopped by this script: the harness did not notice by itself, so it
   is not a kill), ``survived`` (every step exited 0) or ``error`` (this script could
   not run the suite, e.g. the ``harness`` imported is not this copy's);
@@ -24,8 +26,8 @@ What it promises, so ``scripts/mutate.py`` can count honestly:
   killed run leaves;
 - SIGTERM to this script is passed on to the running step, which is waited for.
 
-Exit status: 0 survived, 1 killed, 3 timeout, 4 error (only the JSON line is read by
-the tool; the status is for a person).
+Exit status: 0 survived, 1 killed, 3 timeout, 4 error, 5 unjudged (only the JSON line is
+read by the tool; the status is for a person).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ CONFIG = Path(__file__).resolve().parent / "mutate.toml"
 STEP_TAG = "MUTATE-STEP "
 SUITE_TAG = "MUTATE-SUITE "
 MACHINE = "machine"
-EXIT = {"survived": 0, "killed": 1, "timeout": 3, "error": 4}
+EXIT = {"survived": 0, "killed": 1, "timeout": 3, "error": 4, "unjudged": 5}
 _RUN_LINE = re.compile(r"^(?P<name>[\w-]+): \w+\s+\((?P<path>[^()]+)\)\s*$")
 
 
@@ -186,6 +188,19 @@ def check_imports(root: Path) -> str | None:
     return None
 
 
+def step_verdict(step: Step) -> str | None:
+    """What one step's end makes of the mutant (None: on to the next step)."""
+    if step.timed_out:
+        return "timeout"
+    if step.exit == 2:
+        # the harness could not judge the run (a setup failure, a harness fault, a
+        # property it could not judge): not a property's failure, so not a kill
+        return "unjudged"
+    if step.exit != 0:
+        return "killed"
+    return None
+
+
 def main() -> int:
     root = Path.cwd().resolve()
     signal.signal(signal.SIGTERM, _on_term)
@@ -239,11 +254,9 @@ def main() -> int:
         if _Running.stopping:
             emit(SUITE_TAG, {"verdict": "error", "why": "the suite was stopped (SIGTERM)"})
             return EXIT["error"]
-        if step.timed_out:
-            verdict = "timeout"
-            break
-        if step.exit != 0:
-            verdict = "killed"
+        ended = step_verdict(step)
+        if ended is not None:
+            verdict = ended
             break
     emit(SUITE_TAG, {"verdict": verdict, "steps": len(steps)})
     return EXIT[verdict]

@@ -30,9 +30,9 @@ from psycopg.conninfo import conninfo_to_dict
 from harness.chaos.interpreter import Interpreter
 from harness.chaos.judge import Judged, raise_unless_ok
 from harness.chaos.steps import Step
-from harness.chaos.timings import SECRET, SERVICE, Timings
+from harness.chaos.timings import SECRET, SERVICE_TAG, Timings
 from harness.chaos.zoo import CORRECT, Bug
-from harness.check import Run, RunConfig, check_all
+from harness.check import Run, RunConfig, check_all, wire
 from harness.check.situations import situations
 from harness.check.terminations import cross_check as cross_check_terminations
 from harness.errors import FleetError, FleetTimeout, WaitTimeout, WorkerUnavailable
@@ -43,7 +43,7 @@ from harness.infra.owned import owned, signals_held
 from harness.infra.pgbouncer import PgBouncer
 from harness.infra.postgres import PostgresServer
 from harness.infra.toxiproxy import ToxiproxyServer
-from harness.lease import LeaseConfig, token
+from harness.lease import LeaseConfig
 from harness.observe import ActivitySampler, refusal_events, terminations
 from harness.wait import poll
 
@@ -69,14 +69,14 @@ def app_connection_limit(pg: PostgresServer) -> int:
 
 
 def _chaos_verify(application_name: str) -> bool:
-    return token.verify(application_name, SERVICE, SECRET) is not None
+    return wire.genuine(application_name, SERVICE_TAG, SECRET.encode())
 
 
 def verify_for(service: str) -> Callable[[str], bool] | None:
     """The signature check of the harness's own chaos service when ``service`` (a
     ``RunConfig.service``) is it, else None: how a stored run, which never holds the
     secret, is judged again (:func:`harness.report.analyze`)."""
-    return _chaos_verify if service == token.service_tag(SERVICE) else None
+    return _chaos_verify if service == SERVICE_TAG else None
 
 
 class LiveRun:
@@ -228,7 +228,7 @@ class ChaosEnv:
     def run_config(self) -> RunConfig:
         t = self.timings
         common: dict[str, Any] = {
-            "service": token.service_tag(SERVICE),
+            "service": SERVICE_TAG,
             "lease_ttl": t.lease_ttl,
             "min_idle": t.min_idle,
             "max_cooldown": t.max_cooldown,

@@ -52,7 +52,8 @@ from harness.chaos.steps import (
     ThawIntoTx,
     WriteLockedRow,
 )
-from harness.chaos.timings import OTHER_SECRET, SECRET, SERVICE, Timings
+from harness.chaos.timings import OTHER_SECRET, SECRET, SERVICE_TAG, Timings
+from harness.check import wire
 from harness.errors import (
     FleetAtCapacity,
     FleetError,
@@ -65,7 +66,6 @@ from harness.errors import (
 from harness.fleet import Fleet, Pending
 from harness.history import ErrorInfo, ForeignKind, HistoryWriter
 from harness.infra.postgres import PostgresServer
-from harness.lease import token
 
 S = TypeVar("S", bound=Step)
 Handler = Callable[["Interpreter", Any], None]
@@ -302,13 +302,14 @@ def _ack_lost(it: Interpreter, step: AckLost) -> None:
         it.notes.append("ack_lost skipped: no worker free")
         return
     it.run("read", worker=name)
+    at_error = step.heal == "at_error"
     try:
-        it.fleet.nemesis.ack_lost(f=step.f, worker=name)
+        it.fleet.nemesis.ack_lost(f=step.f, worker=name, heal_at_error=at_error)
     except PauseNotReached as exc:
         # a client without execute_once (or that reports no statements): its write's
         # own answer is lost instead
         it.notes.append(f"ack_lost at COMMIT not provoked (the client showed no COMMIT): {exc}")
-        it.fleet.nemesis.ack_lost(f="write", worker=name)
+        it.fleet.nemesis.ack_lost(f="write", worker=name, heal_at_error=at_error)
     it.touch()
 
 
@@ -369,15 +370,15 @@ def _clock_skew(it: Interpreter, step: ClockSkew) -> None:
 @handles(ForeignBackend)
 def _foreign(it: Interpreter, step: ForeignBackend) -> None:
     expired_ms = int((time.time() - 3600) * 1000)
-    tag = token.service_tag(SERVICE)
     if step.who == "other_app":
         app, dsn = "psql", it.pg.app_dsn
     elif step.who == "forged":
-        app, dsn = f"s={tag};i=F0rGeD00;e={expired_ms};g=AAAAAAAAAAA", it.pg.app_dsn
+        app, dsn = f"s={SERVICE_TAG};i=F0rGeD00;e={expired_ms};g=AAAAAAAAAAA", it.pg.app_dsn
     elif step.who == "other_secret":
-        app, dsn = token.encode(SERVICE, "0ther5ec", expired_ms, OTHER_SECRET), it.pg.app_dsn
+        app = wire.encode(SERVICE_TAG, "0ther5ec", expired_ms, OTHER_SECRET.encode())
+        dsn = it.pg.app_dsn
     else:
-        app = token.encode(SERVICE, "5uperU5r", expired_ms, SECRET)
+        app = wire.encode(SERVICE_TAG, "5uperU5r", expired_ms, SECRET.encode())
         dsn = make_conninfo(it.pg.admin_dsn, dbname=it.pg.app_db)
     conn = psycopg.connect(dsn, autocommit=True, application_name=app)
     pid = conn.info.backend_pid
@@ -395,7 +396,7 @@ NEIGHBOUR_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
 @handles(Neighbour)
 def _neighbour(it: Interpreter, step: Neighbour) -> None:
     app = neighbours.application_name(step, int(time.time() * 1000))
-    ours = token.verify(app, SERVICE, SECRET) is not None
+    ours = wire.genuine(app, SERVICE_TAG, SECRET.encode())
     if ours != (step.shape == "genuine"):
         what = "is" if ours else "is not"
         raise HarnessFault(f"neighbour {step.shape!r} built {app!r}, which {what} a genuine lease")
@@ -453,7 +454,7 @@ def _outlive(it: Interpreter, step: QueryOutlivesLease) -> None:
 def _peer_race(it: Interpreter, step: PeerRace) -> None:
     t, fleet = it.timings, it.fleet
     expiry = time.time() + 0.05
-    app = token.encode(SERVICE, "N0dePeer", int(expiry * 1000), SECRET)
+    app = wire.encode(SERVICE_TAG, "N0dePeer", int(expiry * 1000), SECRET.encode())
     peer = psycopg.connect(it.pg.app_dsn, autocommit=True, application_name=app)
     pid = peer.info.backend_pid
     it.history.backend(worker="peer", backend_pid=pid, application_name=app, lease_expiry=expiry)

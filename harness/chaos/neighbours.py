@@ -1,6 +1,8 @@
 """The application_name of a generated neighbour (:class:`~harness.chaos.steps.Neighbour`).
 
-Pure: a step and the wall clock in, the name a neighbour connects with out. Every
+Pure: a step and the wall clock in, the name a neighbour connects with out (built
+with the checker's own token code, :mod:`harness.check.wire`, never with the code
+under test). Every
 shape is one a scan or a parser could trip on; none is a lease this service's
 reaper may kill (``genuine`` only ever unexpired, or on a superuser):
 
@@ -19,8 +21,8 @@ reaper may kill (``genuine`` only ever unexpired, or on a superuser):
 from __future__ import annotations
 
 from harness.chaos.steps import Neighbour, NeighbourShape
-from harness.chaos.timings import OTHER_SECRET, SECRET, SERVICE
-from harness.lease import token
+from harness.chaos.timings import OTHER_SECRET, SECRET, SERVICE_TAG
+from harness.check import wire
 
 INSTANCE = "N3ighb0r"
 HOUR_MS = 3_600_000
@@ -34,9 +36,8 @@ SIGNATURE_SHAPES: frozenset[NeighbourShape] = frozenset(
 
 def application_name(step: Neighbour, now_ms: int) -> str:
     expiry = now_ms - HOUR_MS if step.expired else now_ms + HOUR_MS
-    tag = token.service_tag(SERVICE)
-    payload = f"s={tag};i={INSTANCE};e={expiry}"
-    signed = token.encode(SERVICE, INSTANCE, expiry, SECRET)
+    payload = f"s={SERVICE_TAG};i={INSTANCE};e={expiry}"
+    signed = wire.encode(SERVICE_TAG, INSTANCE, expiry, SECRET.encode())
     shape = step.shape
     if shape == "plain":
         return step.text
@@ -49,10 +50,9 @@ def application_name(step: Neighbour, now_ms: int) -> str:
     if shape == "padded_signature":
         return f"{signed}{step.text}"
     if shape == "other_service":
-        other = f"s={step.text};i={INSTANCE};e={expiry}"
-        return f"{other};g={token.sign(other, SECRET.encode())}"
+        return wire.encode(step.text, INSTANCE, expiry, SECRET.encode())
     if shape == "other_secret":
-        return token.encode(SERVICE, INSTANCE, expiry, OTHER_SECRET)
+        return wire.encode(SERVICE_TAG, INSTANCE, expiry, OTHER_SECRET.encode())
     if shape == "genuine":
         return signed
     raise ValueError(f"unknown neighbour shape {shape!r}")

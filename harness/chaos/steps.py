@@ -149,10 +149,18 @@ class Thaw(Step):
 @dataclass(frozen=True)
 class AckLost(Step):
     f: Literal["write", "write_once"]
+    heal: Literal["at_error", "at_end"] = "at_error"
+    """``at_error``: the link heals at the client's first error (its retry reaches the
+    server); ``at_end``: not before the op ends (every retry finds the server silent)."""
 
     def describe(self) -> str:
         what = "the answer to its COMMIT" if self.f == "write_once" else "its answer"
-        return f"{self.f} whose {what} is lost (the server commits, the reply never arrives)"
+        then = (
+            "its retries reach the server"
+            if self.heal == "at_error"
+            else "the server stays silent until the op ends"
+        )
+        return f"{self.f} whose {what} is lost (the server commits, no reply comes; {then})"
 
 
 @dataclass(frozen=True)

@@ -42,16 +42,15 @@ from harness.chaos.steps import (
     Thaw,
     ThawIntoTx,
 )
-from harness.chaos.timings import SERVICE
+from harness.chaos.timings import SERVICE_TAG
 from harness.errors import UsageError
-from harness.lease import token
 
 WORKER = st.integers(min_value=0, max_value=3)
 
 SHAPES: tuple[NeighbourShape, ...] = get_args(NeighbourShape)
 ROLES: tuple[NeighbourRole, ...] = get_args(NeighbourRole)
 _B64URL = string.ascii_letters + string.digits + "-_"
-_TAG = token.service_tag(SERVICE)
+_TAG = SERVICE_TAG
 _NEAR_SERVICES = (
     # our name's neighbours: one character more or less, case, LIKE metacharacters
     f"{_TAG}2",
@@ -126,7 +125,9 @@ _BY_KIND: dict[str, Callable[[], st.SearchStrategy[Step]]] = {
     "reap": lambda: st.builds(Reap, WORKER),
     "freeze_mid": lambda: st.builds(FreezeMid, st.sampled_from(["query", "tx", "reap"])),
     "thaw": lambda: st.builds(Thaw, WORKER),
-    "ack_lost": lambda: st.builds(AckLost, st.sampled_from(["write", "write_once"])),
+    "ack_lost": lambda: st.builds(
+        AckLost, st.sampled_from(["write", "write_once"]), st.sampled_from(["at_error", "at_end"])
+    ),
     "socket_reset": lambda: st.builds(SocketReset, st.sampled_from(["reset_peer", "disable"])),
     "pg_restart": lambda: st.just(PgRestart()),
     "terminate": lambda: st.builds(TerminateBackend, WORKER),

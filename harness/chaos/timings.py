@@ -15,6 +15,10 @@ from harness.check import convergence_bound
 SERVICE = "thawproof"
 SECRET = "thawproof-chaos-secret-32-bytes!"
 OTHER_SECRET = "another-service-secret-of-32-b!!"
+SERVICE_TAG = "thawproof"
+"""SERVICE as its tokens carry it, by the spec (a plain name is kept as it is;
+``harness.check.wire.tag`` agrees, and a unit test says so). Never computed with
+the code under test."""
 
 
 AT_SCALE_FROM = 20

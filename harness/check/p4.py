@@ -144,6 +144,37 @@ def _p4_escaped(run: Run, healed: float) -> list[dict[str, Any]]:
     ]
 
 
+PROGRAMMING_ERRORS: frozenset[str] = frozenset(
+    {
+        "AssertionError",
+        "AttributeError",
+        "IndexError",
+        "KeyError",
+        "NameError",
+        "NotImplementedError",
+        "RecursionError",
+        "TypeError",
+        "UnboundLocalError",
+        "ZeroDivisionError",
+    }
+)
+"""Exception classes that are a mistake in the client's own code, whatever the faults:
+no database, network or lease condition is one of these."""
+
+
+def _p4_bug(run: Run) -> list[dict[str, Any]]:
+    return [
+        {
+            "clause": "P4-bug",
+            "explain": f"op {op.id} of worker {op.worker} ended at {run.at(op.end)} with"
+            f" {_err_txt(op)}: a mistake in the client's own code, not a fault's effect",
+            "op": op.to_json(),
+        }
+        for op in run.timeline.ops
+        if op.error is not None and _escaped(PROGRAMMING_ERRORS, op.error.cls)
+    ]
+
+
 def check_p4(run: Run) -> Verdict:
     """P4: liveness.
 
@@ -155,11 +186,12 @@ def check_p4(run: Run) -> Verdict:
     53300 (P2 judges refusals). An op still open when the
     history ends, less than the budget after its invoke, cannot be judged and
     is listed in ``measured["unjudged"]``. And no op completing ``fail`` after
-    H has an error class in ``escaped_error_classes``.
+    H has an error class in ``escaped_error_classes``; and no op, at any time, ends
+    with a programming error of the client's (``P4-bug``: :data:`PROGRAMMING_ERRORS`).
     """
     healed = healed_at(run.timeline)
     recovery, unjudged = _p4_recovery(run, healed)
-    evidence = _p4_crashes(run) + recovery + _p4_escaped(run, healed)
+    evidence = _p4_crashes(run) + recovery + _p4_escaped(run, healed) + _p4_bug(run)
     return verdict(
         "P4",
         P4_TITLE,

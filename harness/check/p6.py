@@ -290,6 +290,32 @@ def _leadership(run: Run, passes: list[Pass]) -> list[dict[str, Any]]:
     return out
 
 
+def _ledger_vs_server(run: Run, passes: list[Pass]) -> list[dict[str, Any]]:
+    """The ledger says what the reaper did: every termination the server's log
+    attributes to a reaper pass's own backend is a ``killed`` entry of that victim.
+    (Only where the log was read: a run without its terminations is not judged here;
+    the other direction, a kill the server never logged, is the run's cross-check.)"""
+    reapers = {p.reaper_pid for p in passes if p.reaper_pid is not None}
+    out = []
+    for t in run.terminations:
+        if t.server is None or t.killer_pid not in reapers or t.ledger is not None:
+            continue
+        entries = [e for e in run.ledger if e.pid == t.pid and e.reaper_pid == t.killer_pid]
+        said = ", ".join(sorted({e.result for e in entries})) or "nothing"
+        out.append(
+            {
+                "clause": "P6-ledger",
+                "explain": f"the server logged backend {t.pid} terminated at {run.at(t.time)}"
+                f" by reaper backend {t.killer_pid} ({t.by}), whose ledger said {said}"
+                " of it",
+                "pid": t.pid,
+                "killer_pid": t.killer_pid,
+                "ledger": [{"result": e.result, "time": e.time} for e in entries],
+            }
+        )
+    return out
+
+
 def _reaper_roles(run: Run) -> dict[int, str]:
     """Each reaper backend's role, from any sample that shows it."""
     pids = {e.reaper_pid for e in run.ledger if e.reaper_pid is not None}
@@ -317,7 +343,8 @@ def check_p6(run: Run) -> Verdict:
     the scan (``P6-recheck``). For every pass: at most ``max_kills`` chosen
     (``P6-max``), kills sent as decided (``P6-decision``) and by expiry, oldest
     first (``P6-order``); no pass took the lock while another held it, by the
-    server's clock (``P6-leader``).
+    server's clock (``P6-leader``). Every termination the server's log attributes
+    to a pass's own backend is a ``killed`` entry of that victim (``P6-ledger``).
     """
     passes, loose = reaper_passes(run.timeline.events)
     pass_of = {id(e): p for p in passes for e in p.entries}
@@ -337,6 +364,7 @@ def check_p6(run: Run) -> Verdict:
     for p in passes:
         evidence += _pass_rules(run, p)
     evidence += _leadership(run, passes)
+    evidence += _ledger_vs_server(run, passes)
     unstamped = sum(1 for e in run.ledger if e.at is None)
     return verdict(
         "P6",

@@ -30,6 +30,7 @@ import itertools
 from collections import defaultdict
 from typing import Any
 
+from harness.check import wire
 from harness.check.run import Run, lease_expiry_ms, lease_instance
 from harness.check.timeline import Op
 from harness.check.verdict import Verdict, verdict
@@ -289,6 +290,36 @@ def _fence_breach(
     }
 
 
+def _p7_wire(run: Run, v: _Views) -> list[dict[str, Any]]:
+    """Every token a client had confirmed on the server is one the spec allows: its
+    format, this service's tag, its signature (by the run's ``verify``). Judged by
+    :mod:`harness.check.wire`, the checker's own reading of the spec."""
+    verify = run.config.verify
+    if verify is None:
+        return []
+    out = []
+    seen: set[str] = set()
+    for (worker, pid), maps in sorted(v.maps.items()):
+        for m in maps:
+            app = m.application_name
+            if app in seen:
+                continue
+            seen.add(app)
+            why = wire.problem(app, run.config.service, verify)
+            if why is not None:
+                out.append(
+                    {
+                        "clause": "P7-wire",
+                        "explain": f"worker {worker}'s backend {pid} carried {app!r} at"
+                        f" {run.at(m.time)}: {why}",
+                        "worker": worker,
+                        "backend_pid": pid,
+                        "application_name": app,
+                    }
+                )
+    return out
+
+
 def check_p7(run: Run) -> Verdict:
     """P7: the lease protocol, observed.
 
@@ -303,10 +334,12 @@ def check_p7(run: Run) -> Verdict:
     recorded skew at its most lenient) at a point surely before the decision to
     send (the op's invoke, the op's previous statement); or, for a statement,
     less than the margin minus ``clock_tolerance`` at its own stamp while the
-    worker was not frozen since that point.
+    worker was not frozen since that point. ``P7-wire`` (needs ``verify``): a token a
+    mapping confirmed is not one the spec allows (format, service tag, signature;
+    :mod:`harness.check.wire`).
     """
     v = _Views(run)
-    evidence = _p7_unconfirmed(run, v) + _p7_ahead(run, v) + _p7_fence(run, v)
+    evidence = _p7_wire(run, v) + _p7_unconfirmed(run, v) + _p7_ahead(run, v) + _p7_fence(run, v)
     sends = sum(len(qs) for qs in v.queries.values())
     renewals = sum(1 for ms in v.maps.values() for m in ms if m.renewed)
     fenced = run.config.fence_margin is not None

@@ -7,7 +7,7 @@ the ``pg_stat_activity`` samples, the final database state — and the
 properties (or the report) need is computed here once: the convergence bound
 (:func:`convergence_bound`), the service's own backends in a sample
 (:meth:`Run.service_count`, foreign pids excluded), the lease expiry of an
-application_name (through :mod:`harness.lease.token`), and whether the
+application_name (through :mod:`harness.check.wire`), and whether the
 recorded inputs are good enough to judge at all (:meth:`Run.input_problems`).
 """
 
@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+from harness.check import wire
 from harness.check.terminations import Termination
 from harness.check.terminations import build as build_terminations
 from harness.check.timeline import Timeline
@@ -35,7 +36,6 @@ from harness.history import (
     TerminationEvent,
     validate,
 )
-from harness.lease import token
 
 DEFAULT_ESCAPED: frozenset[str] = frozenset({"OperationalError", "InterfaceError"})
 """psycopg errors that should never reach the caller raw: the client classifies them."""
@@ -73,13 +73,13 @@ def is_routine_freeze(fault: FaultEvent) -> bool:
 
 def lease_expiry_ms(application_name: str | None) -> int | None:
     """The expiry of the lease token in ``application_name`` (ms), None when it is none."""
-    lease = token.parse(application_name or "")
+    lease = wire.parse(application_name)
     return None if lease is None else lease.expiry_ms
 
 
 def lease_instance(application_name: str | None) -> str | None:
     """The client instance of the lease token in ``application_name``, None when it is none."""
-    lease = token.parse(application_name or "")
+    lease = wire.parse(application_name)
     return None if lease is None else lease.instance
 
 

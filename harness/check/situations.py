@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
+from harness.check import wire
 from harness.check.passes import reaper_passes
 from harness.check.run import Run
 from harness.history import (
@@ -27,7 +28,6 @@ from harness.history import (
     ReapPassEvent,
     RefusalEvent,
 )
-from harness.lease import token
 
 E = TypeVar("E")
 
@@ -123,7 +123,7 @@ def _like_wildcard_neighbour(run: Run) -> int:
     """Neighbours of another service whose name holds a LIKE wildcard (``%``, ``_``)."""
     n = 0
     for e in _neighbours(run):
-        lease = token.parse(e.application_name)
+        lease = wire.parse(e.application_name)
         if e.shape == "other_service" and lease is not None:
             n += any(c in lease.service for c in "%_")
     return n

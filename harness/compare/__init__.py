@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness import interrupt
-from harness.chaos.timings import SERVICE
+from harness.chaos.timings import SERVICE_TAG
 from harness.cli import Scenario, run_scenario
 from harness.compare.aggregate import Cell, RunFigures, combine, measure_run
 from harness.compare.render import write_report
@@ -76,7 +76,7 @@ def resolve_scenarios(
 def service_prefix(driver: str) -> str:
     """How the service's backends are told apart in ``pg_stat_activity``."""
     spec = driver_spec(driver)
-    return f"s={token.service_tag(SERVICE)};" if spec.leases else SERVICE_APPLICATION
+    return f"s={SERVICE_TAG};" if spec.leases else SERVICE_APPLICATION
 
 
 def run_compare(
@@ -154,4 +154,4 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-__all__ = ["DEFAULT_SCENARIOS", "resolve_scenarios", "run_compare", "service_prefix"]
+__all__ = ["DEFAULT_SCENARIOS", "resolve_scenarios", "run_compare", "service_prefix", "token"]

@@ -140,6 +140,7 @@ class Nemesis:
         worker: str | None = None,
         timeout_ms: int = 300,
         timeout: float | None = None,
+        heal_at_error: bool = True,
     ) -> OpResult:
         """A write whose answer is lost: the server commits, the client never hears.
 
@@ -147,7 +148,8 @@ class Nemesis:
         before it is sent). ``write_once``: the answer to its COMMIT — the worker pauses
         just before its client sends COMMIT, the toxic goes in, COMMIT goes out (the
         earlier statements' answers arrive). Either way the toxic goes at the worker's
-        first error, so a retry finds the link healthy, or at the op's end.
+        first error, so a retry finds the link healthy, or at the op's end (only then,
+        without ``heal_at_error``: every retry meets a silent server).
         :class:`PauseNotReached` (``write_once``): the op ended without a COMMIT the
         harness could see (a client that reports no ``on_query_start``); nothing was
         injected."""
@@ -175,12 +177,26 @@ class Nemesis:
             self._pause_point(pending, "commit", timeout)
             try:
                 inject()
-                self._undo_at_first_error(pending, "ack_lost_downstream", "ack_lost")
+                self._undo_ack_lost(pending, heal_at_error)
             finally:
                 fleet.resume(name)  # a transaction paused for good would be the harness's
         else:
-            self._undo_at_first_error(pending, "ack_lost_downstream", "ack_lost")
+            self._undo_ack_lost(pending, heal_at_error)
         return pending.wait(timeout)
+
+    def _undo_ack_lost(self, pending: Pending, at_error: bool) -> None:
+        if at_error:
+            self._undo_at_first_error(pending, "ack_lost_downstream", "ack_lost")
+            return
+        fleet, worker = self.fleet, pending.worker
+
+        def undo(_: OpResult) -> None:
+            fleet.record_fault("heal", worker, {"undo": "ack_lost", "op": pending.op})
+            link = fleet.link(worker)
+            if not link.deleted:
+                link.remove("ack_lost_downstream")
+
+        pending.on_done(undo)
 
     # ------------------------------------------------------------------ network
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from harness.check import Verdict, check_p5, check_p6, render_verdict
-from harness.history import ActivityRow, Sample
-from tests.unit.builders import H, lease, recorded, row, sample
+from harness.history import ActivityRow, Sample, TerminationEvent
+from tests.unit.builders import H, lease, recorded, row, sample, wall
 
 REAPER_PID = 900
 
@@ -294,3 +294,45 @@ def test_p6_judges_a_ledger_entry_outside_any_recorded_pass() -> None:
     v = check_p6(recorded(h, []))
     violated(v, "P6-idle")
     assert v.measured["entries_outside_passes"] == 1
+
+
+# ------------------------------------------------------------ the ledger against the server
+
+
+def _logged(h: H, pid: int, t: float, killer: int | None) -> H:
+    h.events.append(
+        TerminationEvent(
+            pid=pid,
+            cause="terminate_backend",
+            application_name=None,
+            user="app",
+            time=t,
+            wall=wall(t),
+            killer_pid=killer,
+        )
+    )
+    return h
+
+
+def test_p6_holds_when_every_logged_reaper_kill_is_in_the_ledger() -> None:
+    h = a_pass(zombies())
+    _logged(h, 101, 10.011, REAPER_PID)
+    _logged(h, 103, 10.021, REAPER_PID)
+    holds(check_p6(recorded(h, [before(), sample(10.2)])))
+
+
+def test_p6_fails_when_the_server_logged_a_kill_the_ledger_called_skipped() -> None:
+    h = a_pass(zombies(), result="skipped")
+    _logged(h, 101, 10.011, REAPER_PID)
+    e = violated(check_p6(recorded(h, [before(), sample(10.2)])), "P6-ledger")
+    assert e["pid"] == 101
+    assert e["ledger"] == [{"result": "skipped", "time": 10.01}]
+    assert "ledger said skipped" in e["explain"]
+
+
+def test_p6_leaves_terminations_by_others_to_the_other_properties() -> None:
+    h = a_pass(zombies())
+    _logged(h, 101, 10.011, REAPER_PID)
+    _logged(h, 103, 10.021, REAPER_PID)
+    _logged(h, 555, 10.5, 777)  # another backend's kill statement: not a reaper's
+    holds(check_p6(recorded(h, [before(), sample(10.2)])))

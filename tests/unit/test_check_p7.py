@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from harness.check import Verdict, check_p7, render_verdict
-from harness.history import Sample
-from tests.unit.builders import H, lease, recorded, row, sample
+from harness.history import BackendEvent, Sample
+from tests.unit.builders import H, lease, recorded, row, sample, wall
 
 
 def client(h: H | None = None) -> H:
@@ -195,3 +195,38 @@ def client_first_lease() -> H:
 
 def first_lease_shown() -> list[Sample]:
     return [sample(1.05, row(101, lease("w1a", 5.0), "active", 1.02))]
+
+
+# -------------------------------------------------------------------- the wire format
+
+
+def _mapped(app: str) -> H:
+    h = H().spawn("w1", 0.0)
+    h.events.append(BackendEvent("w1", 101, app, wall(5.0), 0.5, wall(0.5)))
+    return h
+
+
+def test_p7_holds_for_tokens_in_the_specs_format() -> None:
+    holds(check_p7(recorded(_mapped(lease("w1a", 5.0)))))
+
+
+@pytest.mark.parametrize(
+    ("app", "words"),
+    [
+        (lease("w1a", 5.0, service="orders-1a2b3c4d"), "the spec's tag is 'orders'"),
+        (lease("w1a", 5.0, sig="BADsig00000"), "signature is not"),
+        (lease("w1a", 5.0, sig="GOODsig000"), "not in the spec's format"),
+        ("s=orders;i=w1a;e=12abc;g=GOODsig0000", "not in the spec's format"),
+        (lease("w" * 21, 5.0), "not in the spec's format"),
+    ],
+)
+def test_p7_fails_on_a_confirmed_token_the_spec_does_not_allow(app: str, words: str) -> None:
+    e = violated(check_p7(recorded(_mapped(app))), "P7-wire")
+    assert words in e["explain"], e["explain"]
+    assert e["application_name"] == app
+
+
+def test_p7_does_not_judge_the_wire_without_a_signature_check() -> None:
+    app = lease("w1a", 5.0, service="orders-1a2b3c4d")
+    v = check_p7(recorded(_mapped(app), verify=None))
+    assert "P7-wire" not in [e["clause"] for e in v.evidence]

@@ -432,6 +432,23 @@ def test_p4_first_op_after_heal_does_not_succeed_in_time(kw: dict[str, Any], wor
     assert words in e["explain"]
 
 
+@pytest.mark.parametrize("cls", ["TypeError", "AttributeError", "builtins.KeyError"])
+def test_p4_fails_on_a_programming_error_whenever_it_happens(cls: str) -> None:
+    h = healed_run()
+    op = h.invoke("w1", 1.5, "write", op="during-the-faults")
+    h.complete(op, 1.6, "info", cls=cls, message="unsupported operand")
+    e = violated(check_p4(run(h)), "P4-bug")
+    assert e["op"]["op"] == "during-the-faults"
+    assert "mistake in the client's own code" in e["explain"]
+
+
+def test_p4_does_not_call_a_database_error_during_the_faults_a_bug() -> None:
+    h = healed_run()
+    op = h.invoke("w1", 1.5, "write", op="during-the-faults")
+    h.complete(op, 1.6, "info", cls="OutcomeUnknown")
+    holds(check_p4(run(h)))
+
+
 def test_p4_first_op_never_completes() -> None:
     h = H().spawn("w1", 0.0).fault("heal", 5.0).fault("thaw", 6.0, "w1")
     h.invoke("w1", 6.1)

@@ -175,6 +175,7 @@ STEP = {"name": "thaw_storm", "exit": 1, "failed": ["P1"], "unjudged": [], "seco
         (lines("survived", {**STEP, "exit": 0, "failed": []}), True, "survived"),
         (lines("timeout", {**STEP, "exit": -15, "timed_out": True}), False, "timeout"),
         ("timeout", False, "timeout"),  # cosmic-ray's own backstop
+        (lines("unjudged", {**STEP, "exit": 2, "failed": []}), False, "unjudged"),
         (lines("survived"), False, "error"),  # says survived but exited non-zero
         (lines("killed"), True, "error"),
         (lines("error"), False, "error"),
@@ -256,3 +257,14 @@ def test_verdicts_are_read_from_summary_json(tmp_path: Path) -> None:
     step = suite.Step("x", 1, 1.0)
     suite.read_verdicts(step, tmp_path)
     assert (step.failed, step.unjudged, step.why) == (["P1"], ["P2"], "P1 failed: a kill")
+
+
+@pytest.mark.parametrize(
+    ("exit", "timed_out", "expected"),
+    [(0, False, None), (1, False, "killed"), (2, False, "unjudged"), (-15, True, "timeout")],
+)
+def test_a_step_that_could_not_be_judged_is_no_kill(
+    exit: int, timed_out: bool, expected: str | None
+) -> None:
+    step = suite.Step("thaw_storm", exit, 1.0, timed_out)
+    assert suite.step_verdict(step) == expected
