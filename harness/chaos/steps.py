@@ -16,21 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from harness.history.events import NeighbourShape as NeighbourShape
+
 InvokeF = Literal["write", "write_once", "read", "burst"]
 ForeignWho = Literal["other_app", "forged", "other_secret", "superuser"]
-NeighbourShape = Literal[
-    "plain",
-    "wrong_signature",
-    "truncated",
-    "empty_signature",
-    "padded_signature",
-    "non_base64url",
-    "other_service",
-    "other_secret",
-    "genuine",
-]
-"""How a neighbour's application_name relates to this service's lease (see
-:mod:`harness.chaos.neighbours`)."""
 NeighbourRole = Literal["app", "plain_role", "signal_role", "superuser"]
 """Who the neighbour connects as: the service's own role, another role without
 privileges, another role in ``pg_signal_backend``, a superuser."""

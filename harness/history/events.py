@@ -50,6 +50,19 @@ ReapResult = Literal["killed", "skipped", "denied"]
 ForeignKind = Literal["other_app", "forged", "other_secret", "superuser", "peer", "neighbour"]
 """``peer``: a pg-aequor-style peer of the service, registered while the harness drives it;
 ``neighbour``: a generated one (its ``shape`` says how its application_name was made)."""
+NeighbourShape = Literal[
+    "plain",
+    "wrong_signature",
+    "truncated",
+    "empty_signature",
+    "padded_signature",
+    "non_base64url",
+    "other_service",
+    "other_secret",
+    "genuine",
+]
+"""How a generated neighbour's application_name relates to the service's lease (see
+:mod:`harness.chaos.neighbours`)."""
 ForeignF = Literal["register", "release"]
 ReapPassF = Literal["locked", "scanned", "pass_end", "busy"]
 """The steps of a reaper pass recorded beside its kills: the advisory lock taken, the
@@ -215,8 +228,8 @@ class ForeignEvent:
     wall: float
     f: ForeignF = "register"
     worker: str | None = None
-    shape: str | None = None
-    """A generated neighbour's shape (:data:`harness.chaos.steps.NeighbourShape`)."""
+    shape: NeighbourShape | None = None
+    """A generated neighbour's shape."""
     application_name: str | None = None
     """A generated neighbour's, as it connected."""
     type: Literal["foreign"] = "foreign"

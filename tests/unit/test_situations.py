@@ -22,7 +22,7 @@ def _ack(h: H, t: float, op: str, f: str) -> None:
     h.events.append(FaultEvent("ack_lost", "w1", {"op": op, "f": f}, t, wall(t)))
 
 
-def _neighbour(h: H, pid: int, shape: str, app: str) -> None:
+def _neighbour(h: H, pid: int, shape: NeighbourShape, app: str) -> None:
     h.events.append(
         ForeignEvent(pid, "neighbour", 0.1, wall(0.1), shape=shape, application_name=app)
     )
