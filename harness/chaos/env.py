@@ -251,6 +251,7 @@ class ChaosEnv:
             verify=_chaos_verify,
             max_kills=lease.max_kills,
             fence_margin=lease.fence_margin,
+            heartbeat_margin=lease.heartbeat_margin,
             clock_start=self.clock_start,
         )
 

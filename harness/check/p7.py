@@ -244,6 +244,41 @@ def _p7_fence(run: Run, v: _Views) -> list[dict[str, Any]]:
     return out
 
 
+def _p7_renew(run: Run, v: _Views) -> list[dict[str, Any]]:
+    """No statement goes out on a lease that, already at a point surely before the
+    decision to send (the op's invoke, its previous statement), had less than the
+    heartbeat margin left by the client's own clock (its skew at its most lenient):
+    the client renews first (LEASE_SPEC, "Client"), and a renewed statement carries
+    the new lease. Exact, like P7-fence's first rule."""
+    margin = run.config.heartbeat_margin
+    if margin is None:
+        return []
+    out: list[dict[str, Any]] = []
+    for w, qs in v.queries.items():
+        for q in qs:
+            if q.lease_expiry is None:
+                continue
+            bound = _bound_before(run, v, w, q.time)
+            if bound is None:
+                continue
+            p_time, p_wall, p_what = bound
+            left = q.lease_expiry - (p_wall + _lenient_skew(run, w, q.time))
+            if left < margin - EXACT:
+                out.append(
+                    {
+                        "clause": "P7-renew",
+                        "explain": f"worker {w} sent a statement at {run.at(q.time)} on a lease"
+                        f" that had only {left:.3f}s left by its own clock already at {p_what}"
+                        f" ({run.at(p_time)}), without renewing it first; the heartbeat"
+                        f" margin is {margin:.3f}s",
+                        "left_at_bound_s": left,
+                        "bound": p_time,
+                        "query_start": to_json(q),
+                    }
+                )
+    return out
+
+
 def _fence_breach(
     run: Run,
     v: _Views,
@@ -334,12 +369,20 @@ def check_p7(run: Run) -> Verdict:
     recorded skew at its most lenient) at a point surely before the decision to
     send (the op's invoke, the op's previous statement); or, for a statement,
     less than the margin minus ``clock_tolerance`` at its own stamp while the
-    worker was not frozen since that point. ``P7-wire`` (needs ``verify``): a token a
+    worker was not frozen since that point. ``P7-renew`` (needs ``heartbeat_margin``):
+    a statement was sent on a lease that had less than the heartbeat margin left at
+    such a point, without a renewal first. ``P7-wire`` (needs ``verify``): a token a
     mapping confirmed is not one the spec allows (format, service tag, signature;
     :mod:`harness.check.wire`).
     """
     v = _Views(run)
-    evidence = _p7_wire(run, v) + _p7_unconfirmed(run, v) + _p7_ahead(run, v) + _p7_fence(run, v)
+    evidence = (
+        _p7_wire(run, v)
+        + _p7_unconfirmed(run, v)
+        + _p7_ahead(run, v)
+        + _p7_fence(run, v)
+        + _p7_renew(run, v)
+    )
     sends = sum(len(qs) for qs in v.queries.values())
     renewals = sum(1 for ms in v.maps.values() for m in ms if m.renewed)
     fenced = run.config.fence_margin is not None

@@ -113,6 +113,9 @@ class RunConfig:
     fence_margin: float | None = None
     """The client's fence (``LeaseConfig.fence_margin``): it never sends on a connection
     whose lease has less than this left by its own clock. None: fencing not judged."""
+    heartbeat_margin: float | None = None
+    """The client's heartbeat margin (``LeaseConfig.heartbeat_margin``): it renews before
+    sending on a lease with less than this left by its own clock. None: not judged."""
     clock_tolerance: float = 0.05
     """How far apart two stamps of one process may be when the code takes them at what
     should be one instant (scheduling noise on a loaded machine), and how far the

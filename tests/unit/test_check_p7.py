@@ -230,3 +230,34 @@ def test_p7_does_not_judge_the_wire_without_a_signature_check() -> None:
     app = lease("w1a", 5.0, service="orders-1a2b3c4d")
     v = check_p7(recorded(_mapped(app), verify=None))
     assert "P7-wire" not in [e["clause"] for e in v.evidence]
+
+
+# ------------------------------------------------------------------------- renewing
+
+
+def _late(renew: bool) -> H:
+    """w1's lease (until t=5) has 0.4 s left when its op is invoked at t=4.6; it renews
+    first (lease until 6.6) or sends on the old lease."""
+    h = H().spawn("w1", 0.0).backend("w1", 101, 0.5, until=5.0, instance="w1a")
+    op = h.invoke("w1", 4.6, pid=101)
+    if renew:
+        h.backend("w1", 101, 4.61, until=6.6, instance="w1a", renewed=True)
+        h.query("w1", 101, 4.62, until=6.6)
+    else:
+        h.query("w1", 101, 4.62, until=5.0)
+    return h.ok(op, 4.7)
+
+
+def test_p7_holds_when_the_client_renews_inside_the_heartbeat_margin() -> None:
+    holds(check_p7(recorded(_late(renew=True), heartbeat_margin=0.5)))
+
+
+def test_p7_fails_on_a_send_inside_the_heartbeat_margin_without_renewing() -> None:
+    e = violated(check_p7(recorded(_late(renew=False), heartbeat_margin=0.5)), "P7-renew")
+    assert "without renewing it first" in e["explain"]
+    assert e["left_at_bound_s"] == pytest.approx(0.4)
+
+
+def test_p7_does_not_judge_renewing_without_a_heartbeat_margin() -> None:
+    v = check_p7(recorded(_late(renew=False), heartbeat_margin=None))
+    assert "P7-renew" not in [e["clause"] for e in v.evidence]
