@@ -114,7 +114,21 @@ def classify(result: Any) -> tuple[str, list[dict[str, Any]]]:
     survived = _value(result.test_outcome) == "survived"
     if outcome not in OUTCOMES or (outcome == "survived") != survived:
         return "error", steps
+    if outcome == "killed" and steps and _does_not_load(steps[-1]):
+        return "invalid", steps
     return outcome, steps
+
+
+def _does_not_load(step: dict[str, Any]) -> bool:
+    """A scenario that exited 1 with no property failed: the interpreter, not a check,
+    stopped it (a scenario that runs exits 1 only with a failed property). The mutant
+    is not valid Python (cosmic-ray makes some, e.g. ``*,`` -> ``|,``): no kill."""
+    return (
+        step.get("name") != "machine"
+        and step.get("exit") == 1
+        and not step.get("failed")
+        and "SyntaxError" in str(step.get("why") or "")
+    )
 
 
 @dataclass(frozen=True)
@@ -154,21 +168,25 @@ def score_of(judged: Sequence[Judged], sites: Mapping[str, int] | None = None) -
     """The counts and the score; with ``sites`` (sites per module) also the estimate for
     the whole population, each module's kill rate weighted by its share of the sites."""
     killed = sum(j.outcome == "killed" for j in judged)
-    equivalent = sum(j.equivalent is not None and j.outcome != "killed" for j in judged)
-    denominator = len(judged) - equivalent
+    equivalent = sum(
+        j.equivalent is not None and j.outcome not in ("killed", "invalid") for j in judged
+    )
+    invalid = sum(j.outcome == "invalid" for j in judged)
+    denominator = len(judged) - equivalent - invalid
     out: dict[str, Any] = {
         "sampled": len(judged),
         "killed": killed,
         "survived": sum(j.outcome == "survived" for j in judged),
         "timeout": sum(j.outcome == "timeout" for j in judged),
         "unjudged": sum(j.outcome == "unjudged" for j in judged),
+        "invalid": invalid,
         "equivalent": equivalent,
         "score": (killed / denominator) if denominator else None,
     }
     if sites:
         per: dict[str, list[Judged]] = defaultdict(list)
         for j in judged:
-            if j.outcome == "killed" or j.equivalent is None:
+            if j.outcome == "killed" or (j.equivalent is None and j.outcome != "invalid"):
                 per[j.mutant.module].append(j)
         total = sum(n for m, n in sites.items() if per[m])
         out["weighted_score"] = (
@@ -188,7 +206,7 @@ def score_line(s: Mapping[str, Any]) -> str:
     return (
         f"mutation score {pct}: {s['killed']} killed of {s['sampled']} sampled"
         f" - {s['equivalent']} equivalent ({s['survived']} survived, {s['timeout']} timeout,"
-        f" {s.get('unjudged', 0)} unjudged)"
+        f" {s.get('unjudged', 0)} unjudged, {s.get('invalid', 0)} not valid Python)"
     )
 
 
@@ -250,18 +268,29 @@ def _markdown(
             by_step[j.steps[-1]["name"]] += 1
     md += ["", "## Kills by step", ""] + [f"- {k}: {v}" for k, v in sorted(by_step.items())]
     md += ["", "## Per module", ""]
-    md += ["| module | sampled | killed | equivalent | not killed |", "|---|---|---|---|---|"]
+    md += [
+        "| module | sampled | killed | equivalent | not valid Python | not killed |",
+        "|---|---|---|---|---|---|",
+    ]
     per: dict[str, list[Judged]] = defaultdict(list)
     for j in judged:
         per[j.mutant.module].append(j)
     for mod, js in per.items():
         k = sum(j.outcome == "killed" for j in js)
-        e = sum(j.outcome != "killed" and j.equivalent is not None for j in js)
-        md.append(f"| {mod} | {len(js)} | {k} | {e} | {len(js) - k - e} |")
+        bad = sum(j.outcome == "invalid" for j in js)
+        e = sum(j.outcome not in ("killed", "invalid") and j.equivalent is not None for j in js)
+        md.append(f"| {mod} | {len(js)} | {k} | {e} | {bad} | {len(js) - k - e - bad} |")
     md += ["", "## Not killed", ""]
     for j in judged:
-        if j.outcome != "killed":
+        if j.outcome not in ("killed", "invalid"):
             md += _survivor(j)
+    md += ["## Not valid Python (no suite can run them; not counted)", ""]
+    md += [
+        f"- {j.mutant.id}: {j.mutant.module}:{j.mutant.line}"
+        for j in judged
+        if j.outcome == "invalid"
+    ]
+    md += [""]
     md += ["## Killed", "", "| id | where | operator | caught by |", "|---|---|---|---|"]
     for j in judged:
         if j.outcome == "killed":

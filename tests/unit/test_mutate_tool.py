@@ -176,6 +176,13 @@ STEP = {"name": "thaw_storm", "exit": 1, "failed": ["P1"], "unjudged": [], "seco
         (lines("timeout", {**STEP, "exit": -15, "timed_out": True}), False, "timeout"),
         ("timeout", False, "timeout"),  # cosmic-ray's own backstop
         (lines("unjudged", {**STEP, "exit": 2, "failed": []}), False, "unjudged"),
+        # not valid Python: the interpreter stopped the scenario, no property did
+        (
+            lines("killed", {**STEP, "failed": [], "why": "SyntaxError: invalid syntax"}),
+            False,
+            "invalid",
+        ),
+        (lines("killed", {**STEP, "failed": [], "why": "Traceback"}), False, "killed"),
         (lines("survived"), False, "error"),  # says survived but exited non-zero
         (lines("killed"), True, "error"),
         (lines("error"), False, "error"),
@@ -193,6 +200,16 @@ def test_a_worker_failure_is_an_error_not_a_kill() -> None:
 
 def mutant(ident: str, module: str = "harness/lease/a.py") -> sampling.Mutant:
     return sampling.Mutant(ident, module, "core/AddNot", 0, 1, 0, "x", None, "k" + ident)
+
+
+def test_score_leaves_mutants_that_are_not_valid_python_out() -> None:
+    judged = [results.Judged(mutant(f"k{i}"), "killed", [STEP], "") for i in range(3)]
+    judged.append(results.Judged(mutant("s1"), "survived", [], ""))
+    judged.append(results.Judged(mutant("x1"), "invalid", [STEP], ""))
+    s = results.score_of(judged)
+    assert (s["sampled"], s["killed"], s["invalid"]) == (5, 3, 1)
+    assert s["score"] == pytest.approx(3 / 4)
+    assert "1 not valid Python" in results.score_line(s)
 
 
 def test_score_leaves_only_equivalent_survivors_out() -> None:
