@@ -48,12 +48,15 @@ class RunDir:
     def __init__(self, scenario: str, root: Path = REPORTS_ROOT) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         base = root / scenario
-        path = base / stamp
-        n = 1
-        while path.exists():  # two runs in one second
-            n += 1
-            path = base / f"{stamp}-{n}"
-        path.mkdir(parents=True)
+        base.mkdir(parents=True, exist_ok=True)
+        path, n = base / stamp, 1
+        while True:  # two runs in one second, from one runner or from two at once
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                n += 1
+                path = base / f"{stamp}-{n}"
         self.root = root
         self.path = path
         self.scenario = scenario

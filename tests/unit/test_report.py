@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import threading
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -216,3 +217,22 @@ def test_every_link_on_the_page_is_a_relative_file_of_the_directory(tmp_path: Pa
         assert "://" not in ref, ref
         assert not ref.startswith("/"), ref
         assert (d.path / ref).is_file(), ref
+
+
+def test_run_directories_made_at_once_in_one_second_are_distinct(tmp_path: Path) -> None:
+    # two runners started together (tests/chaos/test_many_runners.py) once collided
+    # here: both saw the stamp free, both made it, one failed with FileExistsError
+    start = threading.Barrier(8)
+    made: list[Path] = []
+
+    def make() -> None:
+        start.wait()
+        made.append(RunDir("demo", root=tmp_path).path)
+
+    threads = [threading.Thread(target=make) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == 8
+    assert len(set(made)) == 8, made
