@@ -25,14 +25,14 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from harness.chaos.interpreter import Interpreter
 from harness.chaos.judge import Judged, raise_unless_ok
 from harness.chaos.steps import Step
 from harness.chaos.timings import SECRET, SERVICE_TAG, Timings
 from harness.chaos.zoo import CORRECT, Bug
-from harness.check import Run, RunConfig, check_all, wire
+from harness.check import Run, RunConfig, check_all, check_p2, wire
 from harness.check.situations import situations
 from harness.check.terminations import cross_check as cross_check_terminations
 from harness.errors import (
@@ -56,11 +56,26 @@ from harness.wait import poll
 SAMPLE_INTERVAL = 0.05
 """The sampler's interval in every chaos run (20 Hz; the promise is at least 10)."""
 
+TURN_LOCK = 0x7468617770726F66
+"""The session advisory lock (one bigint key, "thawprof"; the reapers' locks take two
+int4 keys, another key space) by which examples on one database take turns."""
+TURN_APP = "thawproof turn"
+"""The application_name of the connection that holds a run's turn (not the service's
+``s=<service>;`` prefix: no check counts it)."""
+
+TURN_NOTED = 0.5
+"""A wait for the turn longer than this is noted in the run (a lock is taken in ms)."""
+
+DECIDED_EVERY = 0.1
+"""How often the settle phase asks whether the record decides P2 yet (a snapshot costs
+about 12 ms with three workers)."""
+
 
 def app_connection_limit(pg: PostgresServer) -> int:
     """What the server admits for the application role: ``max_connections`` minus the
-    slots reserved for superusers, minus other roles' backends now (the sampler's among
-    them once it runs, so one is kept for it)."""
+    slots reserved for superusers, minus other roles' backends now, minus two kept for
+    the harness's own connections of each example: the sampler's and the one holding
+    the run's turn (:meth:`ChaosEnv._turn`)."""
     with psycopg.connect(pg.admin_dsn, autocommit=True) as conn:
         row = conn.execute(
             "SELECT current_setting('max_connections')::int,"
@@ -71,7 +86,7 @@ def app_connection_limit(pg: PostgresServer) -> int:
         ).fetchone()
     assert row is not None
     max_connections, reserved, others = row
-    return max(1, int(max_connections) - int(reserved) - int(others) - 1)
+    return max(1, int(max_connections) - int(reserved) - int(others) - 2)
 
 
 def _chaos_verify(application_name: str) -> bool:
@@ -126,7 +141,7 @@ class LiveRun:
     def finish(self) -> Judged:
         """Settle, then judge the whole run with every property, and cross-check
         the reaper's ledger against the server log's terminations."""
-        self.env.settle(self.interpreter, self.sampler)
+        self.env.settle(self.interpreter, self.sampler, self.snapshot)
         final = self.interpreter.fleet.data.final_state()
         self.interpreter.release_foreign()
         self._record_terminations()
@@ -286,48 +301,54 @@ class ChaosEnv:
                 if self.keep is None:
                     record = owned().directory(run_dir, "chaos example")
         lease = {**self.timings.lease_kwargs(), **(dict(bug.lease_overrides) if bug else {})}
-        self._clear_server()
-        history_path = run_dir / "history.jsonl"
-        passed = False
-        with (
-            self._driver_environment(run_dir.name) as (driver, upstream, bouncer),
-            HistoryWriter(history_path) as history,
-            ActivitySampler(
-                self.pg.admin_dsn,
-                self.pg.app_db,
-                interval=SAMPLE_INTERVAL,
-                path=run_dir / "activity.jsonl",
-            ) as sampler,
-            Fleet(
-                self.pg,
-                self.proxies,
-                history,
-                FleetConfig(
-                    lease=lease,
-                    max_workers=self.cap,
-                    client_class=bug.client_class if bug else CORRECT,
-                    op_timeout=20.0,
-                    seed=self.seed,
-                    driver=driver,
-                    upstream=upstream,
-                ),
-            ) as fleet,
-        ):
-            fleet.data.reset()
-            interpreter = Interpreter(
-                fleet, history, self.pg, self.timings, self.cap, roles=self._roles
-            )
-            live = LiveRun(self, interpreter, sampler, history_path, bug)
-            live.bouncer = bouncer
-            if driver is not None:
-                live.notes.append(f"driver: {driver.name} ({driver.description})")
-            try:
-                yield live
-                passed = live.judged is not None and live.judged.ok
-            finally:
-                interpreter.release_foreign()
-        if passed and self.keep is None and not given:
-            shutil.rmtree(run_dir, ignore_errors=True)
+        with self._turn() as (holder, waited):
+            self._clear_server(holder)
+            history_path = run_dir / "history.jsonl"
+            passed = False
+            with (
+                self._driver_environment(run_dir.name) as (driver, upstream, bouncer),
+                HistoryWriter(history_path) as history,
+                ActivitySampler(
+                    self.pg.admin_dsn,
+                    self.pg.app_db,
+                    interval=SAMPLE_INTERVAL,
+                    path=run_dir / "activity.jsonl",
+                ) as sampler,
+                Fleet(
+                    self.pg,
+                    self.proxies,
+                    history,
+                    FleetConfig(
+                        lease=lease,
+                        max_workers=self.cap,
+                        client_class=bug.client_class if bug else CORRECT,
+                        op_timeout=20.0,
+                        seed=self.seed,
+                        driver=driver,
+                        upstream=upstream,
+                    ),
+                ) as fleet,
+            ):
+                fleet.data.reset()
+                interpreter = Interpreter(
+                    fleet, history, self.pg, self.timings, self.cap, roles=self._roles
+                )
+                live = LiveRun(self, interpreter, sampler, history_path, bug)
+                live.bouncer = bouncer
+                if waited > TURN_NOTED:
+                    live.notes.append(
+                        f"waited {waited:.1f}s for another run's example on database"
+                        f" {self.pg.app_db} (examples on one database take turns)"
+                    )
+                if driver is not None:
+                    live.notes.append(f"driver: {driver.name} ({driver.description})")
+                try:
+                    yield live
+                    passed = live.judged is not None and live.judged.ok
+                finally:
+                    interpreter.release_foreign()
+            if passed and self.keep is None and not given:
+                shutil.rmtree(run_dir, ignore_errors=True)
         if record is not None:
             owned().release(record)  # removed, or kept on purpose as evidence
 
@@ -394,8 +415,17 @@ class ChaosEnv:
             pass
         return done
 
-    def settle(self, it: Interpreter, sampler: ActivitySampler) -> None:
+    def settle(
+        self,
+        it: Interpreter,
+        sampler: ActivitySampler,
+        snapshot: Callable[[], Run] | None = None,
+    ) -> None:
         """Heal; keep invocations arriving past the convergence bound; thaw and invoke all.
+
+        The arrivals last ``bound + settle_extra`` seconds at most. With ``snapshot``
+        (the run so far) and :attr:`Timings.settle_early`, they end as soon as the
+        record decides P2 (:meth:`_p2_decided`): what the bound requires and no more.
 
         The arrivals stay within what the server admits; a fleet larger than the
         limit keeps room to spare, at most half the limit in flight at once (a newcomer
@@ -409,7 +439,12 @@ class ChaosEnv:
         # a fleet the server admits whole: every worker may be in flight; a larger one
         # keeps half the limit free for newcomers (and their reapers)
         in_flight = self.limit if self.cap <= self.limit else max(1, self.limit // 2)
-        self._keep_arriving(it, t.bound + t.settle_extra, in_flight)
+        decided: Callable[[], bool] | None = None
+        if snapshot is not None and t.settle_early and self.cap <= self.limit:
+            # (a fleet larger than the server keeps its full settle: the sandboxes the
+            # arrivals do not reach keep becoming zombies, measured in the scale test)
+            decided = lambda: self._p2_decided(it, snapshot)  # noqa: E731
+        self._keep_arriving(it, t.bound + t.settle_extra, in_flight, decided)
         for p in list(it.frozen_ops):
             it.thaw_and_finish(p)
         it.frozen_ops.clear()
@@ -465,15 +500,48 @@ class ChaosEnv:
                 with contextlib.suppress(FleetError):
                     p.wait()
 
-    def _keep_arriving(self, it: Interpreter, seconds: float, in_flight: int) -> None:
-        """Reads arriving for ``seconds``, at most ``in_flight`` at once, Lambda-routed."""
+    def _keep_arriving(
+        self,
+        it: Interpreter,
+        seconds: float,
+        in_flight: int,
+        decided: Callable[[], bool] | None = None,
+    ) -> None:
+        """Reads arriving for ``seconds``, at most ``in_flight`` at once, Lambda-routed;
+        sooner over once ``decided()`` says the record needs no more (asked at most
+        every :data:`DECIDED_EVERY` seconds)."""
         until = time.monotonic() + seconds
         pace = threading.Event()
+        ask_at = 0.0
         while time.monotonic() < until:
             for p in it.start_reads(in_flight):
                 with contextlib.suppress(FleetError):
                     p.wait()
+            if decided is not None and time.monotonic() >= ask_at:
+                if decided():
+                    took = seconds - (until - time.monotonic())
+                    it.notes.append(
+                        f"settle: invocations arrived for {took:.2f}s of at most"
+                        f" {seconds:.2f}s, until the record decided P2"
+                    )
+                    return
+                ask_at = time.monotonic() + DECIDED_EVERY
             pace.wait(self.timings.wave_pace)
+
+    @staticmethod
+    def _p2_decided(it: Interpreter, snapshot: Callable[[], Run]) -> bool:
+        """The record so far decides P2 (ok or fail; not unknown) and holds every zombie
+        still to come: a sandbox frozen in the middle of an op (the arrivals never reach
+        it) whose lease has not run out yet, sampled, is a zombie the record has not seen
+        and must judge, so the arrivals wait for it."""
+        now = time.time()
+        for p in it.frozen_ops:
+            with contextlib.suppress(WorkerUnavailable):
+                info = it.fleet.worker(p.worker)
+                sampled_expiry = (info.lease_expiry or 0.0) + 2 * SAMPLE_INTERVAL
+                if info.backend_pid is not None and sampled_expiry > now:
+                    return False
+        return not check_p2(snapshot()).unknown
 
     @staticmethod
     def _closing_order(fleet: Fleet, names: list[str]) -> list[str]:
@@ -541,20 +609,42 @@ class ChaosEnv:
                     return name
         return None
 
-    def _clear_server(self) -> None:
-        """No backend of an earlier example survives into this one."""
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[tuple[int, float]]:
+        """This run's turn on its database, held until the example ends: a session
+        advisory lock (:data:`TURN_LOCK`, database-scoped) on a connection of its own,
+        whose backend pid is yielded, with the seconds it waited. Another runner on the
+        same database (one server, one ``THAWPROOF_DSN``) waits for it: examples there
+        take turns, so one runner's clearing and resets never land in another's
+        example, where they would read as the client's failures (measured: P2-count
+        and P3-phantom, two runners on one database at once)."""
+        dsn = make_conninfo(self.pg.admin_dsn, dbname=self.pg.app_db, application_name=TURN_APP)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            asked = time.monotonic()
+            conn.execute("SELECT pg_advisory_lock(%s)", (TURN_LOCK,))
+            waited = time.monotonic() - asked
+            try:
+                yield conn.info.backend_pid, waited
+            finally:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (TURN_LOCK,))
+
+    def _clear_server(self, holder: int) -> None:
+        """No backend of an earlier example survives into this one (``holder``: this
+        run's turn, kept)."""
         others = (
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+            " AND pid <> pg_backend_pid() AND pid <> %s"
         )
         with psycopg.connect(self.pg.admin_dsn, autocommit=True) as conn:
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = %s AND pid <> pg_backend_pid()",
-                (self.pg.app_db,),
+                " WHERE datname = %s AND pid <> pg_backend_pid() AND pid <> %s",
+                (self.pg.app_db, holder),
             )
 
             def gone() -> bool | None:
-                row = conn.execute(others, (self.pg.app_db,)).fetchone()
+                row = conn.execute(others, (self.pg.app_db, holder)).fetchone()
                 return True if row == (0,) else None
 
             poll(

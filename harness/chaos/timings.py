@@ -43,6 +43,9 @@ class Timings:
     """Added to P2's bound: one reaper pass, a lock timeout, scheduling noise."""
     settle_extra: float = 0.6
     """Settle keeps invocations arriving this long past the convergence bound."""
+    settle_early: bool = True
+    """Settle's arrivals end as soon as the record decides P2 (see
+    :meth:`harness.chaos.env.ChaosEnv.settle`); False: always ``bound + settle_extra``."""
     wave_pace: float = 0.05
     """Pause between settle waves: the arrival rate of invocations, not a synchronisation."""
 
