@@ -2,7 +2,7 @@
 
 - ``machine``: the stateful machine over a live fleet on the correct client with
   the ``ci`` profile's settings (fixed seed, five steps an example); examples a
-  minute (goal: at least 10 on this 2-core machine). A ``pg_stat_activity``
+  minute (goal: at least 30 on this 2-core machine). A ``pg_stat_activity``
   sampler runs beside it and reports the rate it held under that load (promise:
   at least 10 samples a second).
 - ``zoo``: for each bug-zoo entry, its detector's Hypothesis search against the
@@ -22,6 +22,7 @@ from typing import Any
 from hypothesis import given, seed, settings
 from hypothesis.stateful import run_state_machine_as_test
 
+from bench.goals import headline
 from harness.chaos.env import ChaosEnv, judge
 from harness.chaos.judge import PropertyViolation
 from harness.chaos.machine import machine_for
@@ -34,6 +35,7 @@ from harness.infra.toxiproxy import ToxiproxyServer
 from harness.observe import ActivitySampler
 
 MACHINE_EXAMPLES = 10
+GOAL_EXAMPLES_PER_MINUTE = 30
 
 
 def _machine(env: ChaosEnv, progress: Callable[[str], None]) -> dict[str, Any]:
@@ -64,7 +66,7 @@ def _machine(env: ChaosEnv, progress: Callable[[str], None]) -> dict[str, Any]:
         "examples": started[0],
         "seconds": round(elapsed, 1),
         "examples_per_minute": round(started[0] / elapsed * 60, 1),
-        "goal_examples_per_minute": 10,
+        "goal_examples_per_minute": GOAL_EXAMPLES_PER_MINUTE,
         "sampler_hz_under_load": round(sampler.rate_hz(), 1),
     }
 
@@ -112,4 +114,35 @@ def run(progress: Callable[[str], None]) -> dict[str, Any]:
         for bug in ZOO:
             progress(f"time to detect bug {bug.number}: {bug.name}")
             zoo[f"{bug.number}-{bug.name}"] = _detect(env, bug)
-    return {"machine": machine, "zoo": zoo}
+    return {"machine": machine, "zoo": zoo, "headlines": _headlines(machine, zoo)}
+
+
+def _headlines(machine: dict[str, Any], zoo: dict[str, Any]) -> list[dict[str, Any]]:
+    heads = [
+        headline(
+            "chaos.machine.examples_per_minute",
+            machine["examples_per_minute"],
+            goal=GOAL_EXAMPLES_PER_MINUTE,
+            op=">=",
+            note=f"{machine['examples']} examples in {machine['seconds']}s, ci profile",
+        ),
+        headline(
+            "chaos.machine.sampler_hz_under_load",
+            machine["sampler_hz_under_load"],
+            goal=10,
+            op=">=",
+            unit="Hz",
+        ),
+    ]
+    for name, z in zoo.items():
+        heads.append(
+            headline(
+                f"chaos.zoo.{name}.caught",
+                1.0 if z["caught"] else 0.0,
+                goal=1.0,
+                op=">=",
+                note=f"first failure {z['first_failure_s']}s, reported after shrinking"
+                f" {z['reported_after_shrink_s']}s, {z['runs']} runs; failed {z['failed']}",
+            )
+        )
+    return heads
