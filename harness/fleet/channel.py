@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import IO, Protocol
@@ -58,6 +59,11 @@ class PipeChannel:
         assert process.pid is not None
         self._conn, self._process, self._pid = conn, process, process.pid
         self._gone = False
+        # one selector for the channel's life (multiprocessing.connection.wait builds
+        # and fills a new one per call: tens of microseconds of every round trip)
+        self._ready = selectors.DefaultSelector()
+        self._ready.register(conn.fileno(), selectors.EVENT_READ, "line")
+        self._ready.register(process.sentinel, selectors.EVENT_READ, "ended")
 
     @property
     def pid(self) -> int:
@@ -69,8 +75,9 @@ class PipeChannel:
     def recv(self) -> bytes | None:
         if self._gone:
             return None
-        ready = wait([self._conn, self._process.sentinel])
-        if self._conn in ready:  # lines the process sent before it ended come first
+        while not (ready := {key.data for key, _ in self._ready.select()}):
+            pass  # a select() interrupted by a signal returns nothing: ask again
+        if "line" in ready:  # lines the process sent before it ended come first
             try:
                 return self._conn.recv_bytes()
             except (EOFError, OSError):
@@ -83,6 +90,7 @@ class PipeChannel:
         return self._process.exitcode
 
     def close(self) -> None:
+        self._ready.close()
         self._conn.close()
 
 

