@@ -221,6 +221,7 @@ class ChaosEnv:
         timings: Timings | None = None,
         cap: int = 3,
         keep: Path | None = None,
+        scratch: Path | None = None,
         seed: int | None = None,
         clock_start: float | None = None,
         driver: DriverSpec | None = None,
@@ -234,6 +235,9 @@ class ChaosEnv:
         really admits for the application role if that is less."""
         self.keep = keep
         """Where to keep run directories (None: a temp dir, removed when the run passes)."""
+        self.scratch = scratch
+        """Where those temp dirs go (None: the system's temp dir); a failing example's
+        stays there as evidence (the test suite gives pytest's own temp dir)."""
         self.seed = seed
         """Seeds the workers' client randomness (None: random)."""
 
@@ -294,7 +298,7 @@ class ChaosEnv:
         given = run_dir is not None
         record: str | None = None
         if run_dir is None:
-            base = self.keep or Path(tempfile.gettempdir())
+            base = self.keep or self.scratch or Path(tempfile.gettempdir())
             base.mkdir(parents=True, exist_ok=True)
             with signals_held():
                 run_dir = Path(tempfile.mkdtemp(prefix=f"chaos-{self._runs:03d}-", dir=base))

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,9 +63,10 @@ def test_a_server_that_will_not_start_is_a_setup_failure(tmp_path: Path) -> None
     bin_dir.mkdir()
     for d in (tmp_path, bin_dir):  # the server runs as Debian's postgres account
         d.chmod(0o755)
-    for d in tmp_path.parents:
-        if d.name.startswith("pytest-"):
-            d.chmod(0o755)
+    for d in tmp_path.parents:  # pytest's own dirs (and xdist's popen-gwN) are 0700
+        if d == Path(tempfile.gettempdir()):
+            break
+        d.chmod(0o755)
     for name in ("initdb", "pg_ctl", "postgres"):
         tool = bin_dir / name
         tool.write_text("#!/bin/sh\necho 'simulated: this server cannot start' >&2\nexit 1\n")
