@@ -109,6 +109,8 @@ OPTIONS: dict[str, str] = {
     "min_idle": "minimum idle time before a reap, seconds, 0 to 60",
     "cooldown": "reaper cooldown, seconds, 0 to 60",
     "grace": "reaper grace past expiry, seconds, 0 to 10",
+    "prestart": "yes: a cold-start wave's sandboxes are started before it, so it arrives at"
+    " once (default no: they start as it arrives, at this machine's pace)",
     "preset": "a provider's connection limits (thawproof capacity lists them)",
     "max_connections": "the server's max_connections, 5 to 10000",
     "reserved": "its superuser_reserved_connections, 0 to max_connections - 2",
@@ -142,6 +144,8 @@ class FleetOptions:
     seed: int | None
     driver: DriverSpec | None
     timings: Timings
+    prestart: bool = False
+    """Cold-start waves' sandboxes started ahead of them (``prestart=yes``)."""
 
 
 def parse_fleet_options(options: Mapping[str, str], *, workers: int = 3) -> FleetOptions:
@@ -161,8 +165,16 @@ def parse_fleet_options(options: Mapping[str, str], *, workers: int = 3) -> Flee
         changes["settle_extra"] = _number("duration", options["duration"], 0, 600)
         changes["settle_early"] = False  # asked to watch that long: it does
     driver = _driver(options)
+    prestart = options.get("prestart", "no")
+    if prestart not in ("yes", "no"):
+        raise UsageError(f"prestart must be yes or no, got {prestart!r}")
     return FleetOptions(
-        bug, cap, seeded, driver, dataclasses.replace(Timings.for_fleet(cap), **changes)
+        bug,
+        cap,
+        seeded,
+        driver,
+        dataclasses.replace(Timings.for_fleet(cap), **changes),
+        prestart=prestart == "yes",
     )
 
 

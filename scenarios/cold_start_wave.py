@@ -38,9 +38,9 @@ def schedule(opts: FleetOptions) -> list[Step]:
     sandbox, then (at scale) a second wave of ``W`` while the reaper converges, and
     Lambda reclaiming half the fleet (links intact: their backends close cleanly)."""
     waves = opts.workers
-    steps: list[Step] = [ColdStartWave(waves), Age(), InvokeWarm()]
+    steps: list[Step] = [ColdStartWave(waves, opts.prestart), Age(), InvokeWarm()]
     if waves >= AT_SCALE_FROM:
-        steps += [ColdStartWave(waves), InvokeWarm()]
+        steps += [ColdStartWave(waves, opts.prestart), InvokeWarm()]
     steps += [Reclaim(0, blackhole=False) for _ in range(max(4, waves // 2))]
     return [*steps, Invoke("write")]
 

@@ -56,10 +56,10 @@ def schedule(opts: FleetOptions) -> list[Step]:
         return SMALL
     wave = round(0.6 * opts.workers)
     return [
-        ColdStartWave(wave),
+        ColdStartWave(wave, opts.prestart),
         *[Reclaim(0) for _ in range(wave // 2)],
         Age(),
-        ColdStartWave(wave),
+        ColdStartWave(wave, opts.prestart),
         InvokeWarm(),
         Invoke("write"),
     ]

@@ -204,6 +204,9 @@ whole wave is in flight at once (Lambda's concurrency), so each needs its own sa
 
 @handles(ColdStartWave)
 def _cold_start_wave(it: Interpreter, step: ColdStartWave) -> None:
+    if step.prestarted:
+        ready = _start_ahead(it, step.n)
+        it.notes.append(f"cold-start wave: {ready} sandbox(es) ready (started ahead) for it")
     waves: list[Pending] = []
     while len(waves) < step.n:
         try:
@@ -218,6 +221,23 @@ def _cold_start_wave(it: Interpreter, step: ColdStartWave) -> None:
         "overload", None, {"started": len(waves), "refused": len(refused), "ops": refused}
     )
     it.touch()
+
+
+def _start_ahead(it: Interpreter, n: int) -> int:
+    """Up to ``n`` sandboxes idle and parked before a wave: the idle ones, and new ones
+    cold-started (process, proxy and client; no connection until invoked), each
+    reserved and given back without an op. How many there are."""
+    held: list[str] = []
+    try:
+        while len(held) < n:
+            try:
+                held.append(it.fleet.acquire())
+            except (FleetAtCapacity, WorkerUnavailable):
+                break
+    finally:
+        for name in held:
+            it.fleet.release(name)
+    return len(held)
 
 
 @handles(InvokeWarm)

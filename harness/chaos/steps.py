@@ -53,13 +53,19 @@ class Burst(Step):
 
 @dataclass(frozen=True)
 class ColdStartWave(Step):
-    """More sandboxes cold-start at once than the server admits."""
+    """More sandboxes cold-start at once than the server admits.
+
+    ``prestarted``: the sandboxes' processes are started (and parked) before the wave,
+    so its invocations arrive at once, at Lambda's pace, instead of at the pace this
+    machine forks processes; each still opens its connection when invoked."""
 
     n: int
+    prestarted: bool = False
 
     def describe(self) -> str:
+        ahead = ", their processes started ahead" if self.prestarted else ""
         return (
-            f"a wave of {self.n} invocations in flight at once, each in its own sandbox,"
+            f"a wave of {self.n} invocations in flight at once, each in its own sandbox{ahead},"
             " more than the server admits (refusals with 53300, retries with jitter)"
         )
 
