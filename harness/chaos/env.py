@@ -635,20 +635,19 @@ class ChaosEnv:
 
     def _clear_server(self, holder: int) -> None:
         """No backend of an earlier example survives into this one (``holder``: this
-        run's turn, kept)."""
-        others = (
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
-            " AND pid <> pg_backend_pid() AND pid <> %s"
+        run's turn, kept; so are other runners' turn connections, waiting)."""
+        # Not this run's turn, nor another runner's waiting for its own (measured: a
+        # runner waiting for its turn was killed by the clearing of the one holding it)
+        earlier = (
+            " FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+            " AND pid <> %s AND application_name IS DISTINCT FROM %s"
         )
+        params = (self.pg.app_db, holder, TURN_APP)
         with psycopg.connect(self.pg.admin_dsn, autocommit=True) as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = %s AND pid <> pg_backend_pid() AND pid <> %s",
-                (self.pg.app_db, holder),
-            )
+            conn.execute("SELECT pg_terminate_backend(pid)" + earlier, params)
 
             def gone() -> bool | None:
-                row = conn.execute(others, (self.pg.app_db, holder)).fetchone()
+                row = conn.execute("SELECT count(*)" + earlier, params).fetchone()
                 return True if row == (0,) else None
 
             poll(

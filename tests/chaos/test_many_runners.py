@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Callable
 
 import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from harness.chaos.env import TURN_APP, TURN_LOCK
 from harness.history import ReapEvent, load_history
 from harness.infra.postgres import LocalCluster
 from harness.infra.toxiproxy import ToxiproxyServer
 from harness.observe import terminations
+from harness.wait import poll
 from tests.chaos.test_scenarios_cli import run_dir_in
 from tests.integration.runner_support import Runner
 
@@ -48,10 +51,13 @@ def _second_tenant(pg: LocalCluster) -> str:
 
 
 def _run_both(
-    pg: LocalCluster, proxies: ToxiproxyServer, dsns: list[str]
+    pg: LocalCluster,
+    proxies: ToxiproxyServer,
+    dsns: list[str],
+    started: Callable[[], None] = lambda: None,
 ) -> list[tuple[float, float]]:
-    """``reclaim_zombies`` once per DSN, all at once; each must pass and its reapers must
-    kill. The wall-clock span of each run's history."""
+    """``reclaim_zombies`` once per DSN, all at once (``started`` runs once they are);
+    each must pass and its reapers must kill. The wall-clock span of each run's history."""
     before = proxies.proxy_names()
     runners = [
         Runner(
@@ -64,6 +70,7 @@ def _run_both(
         )
         for dsn in dsns
     ]
+    started()
     outputs = [r.finish(timeout=300) for r in runners]
     spans = []
     for dsn, (code, out) in zip(dsns, outputs, strict=True):
@@ -97,6 +104,29 @@ def test_two_runners_with_a_database_and_a_role_each_leave_each_other_alone(
 
 
 def test_two_runners_on_one_database_take_turns(thawproof_proxy: ToxiproxyServer) -> None:
-    with LocalCluster(max_connections=40) as pg:
-        (a0, a1), (b0, b1) = _run_both(pg, thawproof_proxy, [pg.app_dsn, pg.app_dsn])
+    with (
+        LocalCluster(max_connections=40) as pg,
+        psycopg.connect(pg.admin_dsn, dbname=pg.app_db, autocommit=True) as holder,
+    ):
+        # The turn is taken here first, so both runners are surely waiting for it when
+        # one of them gets it and clears the database for its example: the clearing
+        # must leave the other's waiting connection alone (it once killed it).
+        holder.execute("SELECT pg_advisory_lock(%s)", (TURN_LOCK,))
+
+        def both_waiting() -> None:
+            waiting = (
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+                " AND wait_event = 'advisory'"
+            )
+
+            def two() -> bool | None:
+                row = holder.execute(waiting, (TURN_APP,)).fetchone()
+                return True if row == (2,) else None
+
+            poll(two, timeout=120, what="both runners to wait for the turn")
+            holder.execute("SELECT pg_advisory_unlock(%s)", (TURN_LOCK,))
+
+        (a0, a1), (b0, b1) = _run_both(
+            pg, thawproof_proxy, [pg.app_dsn, pg.app_dsn], started=both_waiting
+        )
     assert a1 < b0 or b1 < a0, f"the two runs' examples overlapped: {a0, a1, b0, b1}"
