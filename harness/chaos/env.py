@@ -13,6 +13,7 @@ the properties (:data:`harness.check.CHECKS`) over the recorded run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -305,8 +306,8 @@ class ChaosEnv:
                 if self.keep is None:
                     record = owned().directory(run_dir, "chaos example")
         lease = {**self.timings.lease_kwargs(), **(dict(bug.lease_overrides) if bug else {})}
-        with self._turn() as (holder, waited):
-            self._clear_server(holder)
+        with self._turn() as waited:
+            self._clear_server()
             history_path = run_dir / "history.jsonl"
             passed = False
             with (
@@ -447,7 +448,7 @@ class ChaosEnv:
         if snapshot is not None and t.settle_early and self.cap <= self.limit:
             # (a fleet larger than the server keeps its full settle: the sandboxes the
             # arrivals do not reach keep becoming zombies, measured in the scale test)
-            decided = lambda: self._p2_decided(it, snapshot)  # noqa: E731
+            decided = functools.partial(self._p2_decided, it, snapshot)
         self._keep_arriving(it, t.bound + t.settle_extra, in_flight, decided)
         for p in list(it.frozen_ops):
             it.thaw_and_finish(p)
@@ -614,10 +615,10 @@ class ChaosEnv:
         return None
 
     @contextlib.contextmanager
-    def _turn(self) -> Iterator[tuple[int, float]]:
+    def _turn(self) -> Iterator[float]:
         """This run's turn on its database, held until the example ends: a session
-        advisory lock (:data:`TURN_LOCK`, database-scoped) on a connection of its own,
-        whose backend pid is yielded, with the seconds it waited. Another runner on the
+        advisory lock (:data:`TURN_LOCK`, database-scoped) on a connection of its own
+        (named :data:`TURN_APP`); yields the seconds it waited. Another runner on the
         same database (one server, one ``THAWPROOF_DSN``) waits for it: examples there
         take turns, so one runner's clearing and resets never land in another's
         example, where they would read as the client's failures (measured: P2-count
@@ -628,21 +629,20 @@ class ChaosEnv:
             conn.execute("SELECT pg_advisory_lock(%s)", (TURN_LOCK,))
             waited = time.monotonic() - asked
             try:
-                yield conn.info.backend_pid, waited
+                yield waited
             finally:
                 with contextlib.suppress(psycopg.Error):
                     conn.execute("SELECT pg_advisory_unlock(%s)", (TURN_LOCK,))
 
-    def _clear_server(self, holder: int) -> None:
-        """No backend of an earlier example survives into this one (``holder``: this
-        run's turn, kept; so are other runners' turn connections, waiting)."""
-        # Not this run's turn, nor another runner's waiting for its own (measured: a
-        # runner waiting for its turn was killed by the clearing of the one holding it)
+    def _clear_server(self) -> None:
+        """No backend of an earlier example survives into this one. The turn
+        connections stay: this run's, and other runners' waiting for theirs (measured:
+        a runner waiting for its turn was killed by the clearing of the one holding it)."""
         earlier = (
             " FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
-            " AND pid <> %s AND application_name IS DISTINCT FROM %s"
+            " AND application_name IS DISTINCT FROM %s"
         )
-        params = (self.pg.app_db, holder, TURN_APP)
+        params = (self.pg.app_db, TURN_APP)
         with psycopg.connect(self.pg.admin_dsn, autocommit=True) as conn:
             conn.execute("SELECT pg_terminate_backend(pid)" + earlier, params)
 
