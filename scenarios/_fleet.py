@@ -223,7 +223,7 @@ def fleet_scenario(
                 for step in steps[first - 1 : last]:
                     live.apply(step)
             t = env.timings
-            upto = "up to " if t.settle_early and env.cap <= env.limit else ""
+            upto = "up to " if env.settles_early else ""
             ctx.progress(
                 f"settling for {upto}{t.bound + t.settle_extra:.1f}s with invocations still"
                 " arriving" + (" (until the record decides P2)" if upto else "")

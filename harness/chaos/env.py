@@ -251,6 +251,14 @@ class ChaosEnv:
         """Neighbour roles' DSNs (created once per server, see Interpreter.role_dsn)."""
         self._runs = 0
 
+    @property
+    def settles_early(self) -> bool:
+        """The settle's arrivals may end once the record decides P2 (:meth:`settle`).
+        Not for a fleet larger than the server: the sandboxes the arrivals do not
+        reach keep becoming zombies (measured in the scale test), so it keeps the full
+        settle; nor when the timings ask for the full length."""
+        return self.timings.settle_early and self.cap <= self.limit
+
     def run_config(self) -> RunConfig:
         t = self.timings
         common: dict[str, Any] = {
@@ -445,9 +453,7 @@ class ChaosEnv:
         # keeps half the limit free for newcomers (and their reapers)
         in_flight = self.limit if self.cap <= self.limit else max(1, self.limit // 2)
         decided: Callable[[], bool] | None = None
-        if snapshot is not None and t.settle_early and self.cap <= self.limit:
-            # (a fleet larger than the server keeps its full settle: the sandboxes the
-            # arrivals do not reach keep becoming zombies, measured in the scale test)
+        if snapshot is not None and self.settles_early:
             decided = functools.partial(self._p2_decided, it, snapshot)
         self._keep_arriving(it, t.bound + t.settle_extra, in_flight, decided)
         for p in list(it.frozen_ops):
