@@ -166,8 +166,11 @@ class Interpreter:
 
     def release_foreign(self) -> None:
         for f in self.foreign:
-            f.conn.close()
+            # recorded BEFORE it acts, as a fault is: closed first, a sample taken before
+            # the record showed the backend gone with nothing to explain it (P5-vanished
+            # on the correct client, measured in make test N=2)
             self.history.foreign(backend_pid=f.pid, kind=f.kind, f="release")
+            f.conn.close()
         self.foreign.clear()
 
 
@@ -494,8 +497,8 @@ def _peer_race(it: Interpreter, step: PeerRace) -> None:
         reap.wait()
         query.join()
     finally:
+        it.history.foreign(backend_pid=pid, kind="peer", f="release")  # before it acts
         peer.close()
-        it.history.foreign(backend_pid=pid, kind="peer", f="release")
     it.touch()
 
 
