@@ -1,8 +1,9 @@
 """mid_query_reset: sockets cut while queries run.
 
 Provokes: a slow read whose socket is reset (TCP RST) when its answer comes back,
-one whose proxy is closed while the server is silent, and a worker frozen while
-the server runs its query, then thawed.
+one whose proxy is closed while the server is silent, a worker frozen while
+the server runs its query, then thawed, and a retryable and a non-retryable
+transaction whose backend is terminated between its statements.
 Judges: P4 (a cut socket is an error the client handles, never a hang or a dead
 worker; the next invocation succeeds), P1, P2, P3, P5.
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import sys
 
-from harness.chaos.steps import FreezeMid, Invoke, SocketReset, Thaw
+from harness.chaos.steps import FreezeMid, Invoke, SocketReset, TerminateInTx, Thaw
 from harness.cli import main_for
 from scenarios._fleet import fleet_scenario
 
@@ -29,6 +30,8 @@ SCENARIO = fleet_scenario(
         SocketReset("disable"),
         FreezeMid("query"),
         Thaw(0),
+        TerminateInTx(retryable=True),
+        TerminateInTx(retryable=False),
         Invoke("write"),
     ],
     judges="P1-P7",

@@ -48,6 +48,7 @@ from harness.chaos.steps import (
     SocketReset,
     Step,
     TerminateBackend,
+    TerminateInTx,
     Thaw,
     ThawIntoTx,
     WriteLockedRow,
@@ -536,6 +537,25 @@ def _write_locked_row(it: Interpreter, step: WriteLockedRow) -> None:
     except FleetAtCapacity:
         it.notes.append("write to a locked row: no third worker to reap the frozen holder")
     write.wait()
+    it.touch()
+
+
+@handles(TerminateInTx)
+def _terminate_in_tx(it: Interpreter, step: TerminateInTx) -> None:
+    try:
+        tx = it.fleet.start("long_tx", retryable=step.retryable)
+    except FleetAtCapacity:
+        it.notes.append("terminate in a transaction skipped: no worker free")
+        return
+    if it.fleet.log.wait_paused(tx.worker, "tx", after=tx.since, op=tx.op) is None:
+        it.notes.append(f"terminate_in_tx: the transaction ended {tx.wait().type} before it paused")
+        it.touch()
+        return
+    try:
+        it.fleet.nemesis.terminate_backend(tx.worker)
+    finally:
+        it.fleet.resume(tx.worker)
+    tx.wait()
     it.touch()
 
 

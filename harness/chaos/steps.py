@@ -326,6 +326,20 @@ class ThawIntoTx(Step):
         )
 
 
+@dataclass(frozen=True)
+class TerminateInTx(Step):
+    """An operator terminates a backend between two statements of its transaction."""
+
+    retryable: bool
+
+    def describe(self) -> str:
+        kind = "retryable" if self.retryable else "non-retryable"
+        return (
+            f"an operator terminates the backend of a {kind} transaction between its"
+            " statements; the transaction goes on (lost before COMMIT)"
+        )
+
+
 def described_runs(steps: Sequence[Step]) -> list[tuple[int, int, str]]:
     """The schedule in words with repeats folded: ``(first, last, description)`` for
     each run of consecutive steps (numbered from 1) that read the same, so a storm's

@@ -39,6 +39,7 @@ from harness.chaos.steps import (
     SocketReset,
     Step,
     TerminateBackend,
+    TerminateInTx,
     Thaw,
     ThawIntoTx,
 )
@@ -141,6 +142,7 @@ _BY_KIND: dict[str, Callable[[], st.SearchStrategy[Step]]] = {
     "outlive": lambda: st.just(QueryOutlivesLease()),
     "peer_race": lambda: st.just(PeerRace()),
     "thaw_into_tx": lambda: st.builds(ThawIntoTx, WORKER),
+    "terminate_in_tx": lambda: st.builds(TerminateInTx, st.booleans()),
 }
 
 KINDS: frozenset[str] = frozenset(_BY_KIND)

@@ -6,6 +6,29 @@ from typing import Any
 
 from harness.history import ReapEvent
 
+PROGRAMMING_ERRORS: frozenset[str] = frozenset(
+    {
+        "AssertionError",
+        "AttributeError",
+        "IndexError",
+        "KeyError",
+        "NameError",
+        "NotImplementedError",
+        "RecursionError",
+        "TypeError",
+        "UnboundLocalError",
+        "ZeroDivisionError",
+    }
+)
+"""Exception classes that are a mistake in the client's own code, whatever the faults:
+no database, network or lease condition is one of these."""
+
+
+def programming_error(cls: str) -> bool:
+    """``cls`` (an exception class name, qualified or not) is one of
+    :data:`PROGRAMMING_ERRORS`."""
+    return cls in PROGRAMMING_ERRORS or cls.rsplit(".", 1)[-1] in PROGRAMMING_ERRORS
+
 
 def reap_json(r: ReapEvent) -> dict[str, Any]:
     """A ledger entry as evidence: who killed whom, in which state, when."""

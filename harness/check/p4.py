@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from harness.check.evidence import programming_error
 from harness.check.run import Run
 from harness.check.timeline import Op, Timeline
 from harness.check.verdict import Verdict, verdict
@@ -144,22 +145,55 @@ def _p4_escaped(run: Run, healed: float) -> list[dict[str, Any]]:
     ]
 
 
-PROGRAMMING_ERRORS: frozenset[str] = frozenset(
-    {
-        "AssertionError",
-        "AttributeError",
-        "IndexError",
-        "KeyError",
-        "NameError",
-        "NotImplementedError",
-        "RecursionError",
-        "TypeError",
-        "UnboundLocalError",
-        "ZeroDivisionError",
-    }
-)
-"""Exception classes that are a mistake in the client's own code, whatever the faults:
-no database, network or lease condition is one of these."""
+_GAVE_UP_EARLY = frozenset({"ConnectionDead", "LeaseExpired"})
+"""Lease-spec errors that say "nothing applied, and not retried": the spec's answer only
+for work the caller did not let the client run again."""
+
+_RETRIED_FS = frozenset({"read", "slow_read", "burst"})
+"""Operations whose every statement the worker marks idempotent."""
+
+
+def _contract(op: Op) -> str | None:
+    """Why ``op``'s failure is one the lease spec does not allow for what it was, or None.
+
+    The spec (LEASE_SPEC.md, "Retries"): an idempotent statement whose connection died
+    is run again, so it ends in its result, a definite error reply, or
+    ``RetriesExhausted``, never ``OutcomeUnknown`` or ``ConnectionDead``; a transaction
+    the caller marked retryable is run again as a whole when lost before COMMIT
+    (nothing applied), so it never ends ``ConnectionDead`` or ``LeaseExpired``; and
+    ``InFailedSqlTransaction`` is raised only when the body went on past a failed
+    statement, which the worker's ``long_tx`` body never does.
+    """
+    if op.error is None or op.outcome not in ("fail", "info"):
+        return None
+    cls = op.error.cls.rsplit(".", 1)[-1]
+    if op.invoke.f in _RETRIED_FS and cls in _GAVE_UP_EARLY | {"OutcomeUnknown"}:
+        return "an idempotent statement is run again when its connection dies"
+    if op.invoke.f == "long_tx" and op.invoke.value.get("retryable") and cls in _GAVE_UP_EARLY:
+        return "a retryable transaction lost before COMMIT is run again as a whole"
+    if op.invoke.f == "long_tx" and cls == "InFailedSqlTransaction":
+        return (
+            "that error says the body swallowed a failed statement, and the worker's"
+            " transaction body lets every statement's error through"
+        )
+    return None
+
+
+def _p4_contract(run: Run) -> list[dict[str, Any]]:
+    out = []
+    for op in run.timeline.ops:
+        why = _contract(op)
+        if why is not None:
+            out.append(
+                {
+                    "clause": "P4-contract",
+                    "explain": f"op {op.id} ({op.invoke.f}) of worker {op.worker} ended at"
+                    f" {run.at(op.end)} with {_err_txt(op)}; {why}, within the retry"
+                    " budget, so the spec gives it no such ending",
+                    "op": op.to_json(),
+                }
+            )
+    return out
 
 
 def _p4_bug(run: Run) -> list[dict[str, Any]]:
@@ -171,7 +205,7 @@ def _p4_bug(run: Run) -> list[dict[str, Any]]:
             "op": op.to_json(),
         }
         for op in run.timeline.ops
-        if op.error is not None and _escaped(PROGRAMMING_ERRORS, op.error.cls)
+        if op.error is not None and programming_error(op.error.cls)
     ]
 
 
@@ -187,11 +221,16 @@ def check_p4(run: Run) -> Verdict:
     history ends, less than the budget after its invoke, cannot be judged and
     is listed in ``measured["unjudged"]``. And no op completing ``fail`` after
     H has an error class in ``escaped_error_classes``; and no op, at any time, ends
-    with a programming error of the client's (``P4-bug``: :data:`PROGRAMMING_ERRORS`).
+    with a programming error of the client's (``P4-bug``, see
+    :func:`~harness.check.evidence.programming_error`).
+    And no op ends with an error the lease spec does not allow for its kind
+    (``P4-contract``, see :func:`_contract`).
     """
     healed = healed_at(run.timeline)
     recovery, unjudged = _p4_recovery(run, healed)
-    evidence = _p4_crashes(run) + recovery + _p4_escaped(run, healed) + _p4_bug(run)
+    evidence = (
+        _p4_crashes(run) + recovery + _p4_escaped(run, healed) + _p4_contract(run) + _p4_bug(run)
+    )
     return verdict(
         "P4",
         P4_TITLE,

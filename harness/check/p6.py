@@ -15,11 +15,11 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from harness.check.evidence import reap_json
+from harness.check.evidence import programming_error, reap_json
 from harness.check.passes import Pass, reaper_passes
 from harness.check.run import IDLE_STATES, Run, lease_expiry_ms
 from harness.check.verdict import Verdict, verdict
-from harness.history import ReapEvent, Sample, to_json
+from harness.history import ReapEvent, ReapPassEvent, Sample, to_json
 
 P6_TITLE = "the reaper keeps its own rules"
 
@@ -316,6 +316,27 @@ def _ledger_vs_server(run: Run, passes: list[Pass]) -> list[dict[str, Any]]:
     return out
 
 
+def _pass_bugs(run: Run) -> list[dict[str, Any]]:
+    """A pass that raised a mistake of the reaper's own code. The client swallows a
+    failed pass (it must never fail the caller's query), so no worker notices: the
+    pass's ``error`` step is the only witness."""
+    return [
+        {
+            "clause": "P6-bug",
+            "explain": f"a reaper pass of {e.worker} failed at {run.at(e.time)} with"
+            f" {e.error}: a mistake in the reaper's own code, not a fault's effect",
+            "worker": e.worker,
+            "error": e.error,
+            "time": e.time,
+        }
+        for e in run.timeline.events
+        if isinstance(e, ReapPassEvent)
+        and e.f == "error"
+        and e.error is not None
+        and programming_error(e.error)
+    ]
+
+
 def _reaper_roles(run: Run) -> dict[int, str]:
     """Each reaper backend's role, from any sample that shows it."""
     pids = {e.reaper_pid for e in run.ledger if e.reaper_pid is not None}
@@ -345,6 +366,7 @@ def check_p6(run: Run) -> Verdict:
     first (``P6-order``); no pass took the lock while another held it, by the
     server's clock (``P6-leader``). Every termination the server's log attributes
     to a pass's own backend is a ``killed`` entry of that victim (``P6-ledger``).
+    No pass fails with a programming error (``P6-bug``, the classes of P4-bug).
     """
     passes, loose = reaper_passes(run.timeline.events)
     pass_of = {id(e): p for p in passes for e in p.entries}
@@ -365,6 +387,7 @@ def check_p6(run: Run) -> Verdict:
         evidence += _pass_rules(run, p)
     evidence += _leadership(run, passes)
     evidence += _ledger_vs_server(run, passes)
+    evidence += _pass_bugs(run)
     unstamped = sum(1 for e in run.ledger if e.at is None)
     return verdict(
         "P6",

@@ -326,7 +326,8 @@ class Fleet:
 
         ``worker``: that worker (it must be alive and idle), else Lambda routing.
         ``args``: ``amount`` (write, write_once), ``seconds`` (slow_read), ``n``
-        (burst), ``pause_at`` (reap: ``locked`` or ``scanned``).
+        (burst), ``pause_at`` (reap: ``locked`` or ``scanned``), ``row``, ``pause`` and
+        ``retryable`` (long_tx; retryable by default on odd-numbered workers).
         """
         if f not in OP_FS:
             raise FleetError(f"unknown operation {f!r}; known: {', '.join(sorted(OP_FS))}")
@@ -380,6 +381,10 @@ class Fleet:
         w = self._get(worker)
         op = op or self.new_op_id()
         args = dict(args)
+        if f == "long_tx":
+            # A fleet runs both kinds: every other sandbox marks its transaction
+            # retryable (run again as a whole when lost before COMMIT), the rest do not.
+            args.setdefault("retryable", w.number % 2 == 1)
         if f in ("write", "write_once"):
             value: dict[str, Any] = {"op_id": op, "amount": int(args.setdefault("amount", 1))}
         else:
@@ -647,8 +652,9 @@ class Fleet:
         )
 
     def _on_reap(self, w: _Worker, msg: ReapReport) -> None:
-        if msg.step in ("locked", "scanned", "pass_end", "busy"):
-            # the pass's steps: its leadership interval (server clock) and its decision
+        if msg.step in ("locked", "scanned", "pass_end", "busy", "error"):
+            # the pass's steps: its leadership interval (server clock), its decision, and
+            # what it raised when it failed
             self.history.reap_pass(
                 msg.step,
                 worker=w.name,
@@ -657,6 +663,7 @@ class Fleet:
                 candidates=msg.candidates,
                 scanned=msg.scanned,
                 killed=msg.killed,
+                error=msg.error,
                 time=msg.time,
                 wall=msg.wall,
             )

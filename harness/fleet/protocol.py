@@ -231,6 +231,8 @@ class ReapReport(Stamped):
     """``scanned``: how many rows the scan returned."""
     killed: int | None = None
     """``pass_end``: how many the pass killed."""
+    error: str | None = None
+    """``error``: the class name of what the pass raised."""
     kind: Literal["reap"] = "reap"
 
 

@@ -20,6 +20,7 @@ import ctypes
 import datetime as _dt
 import decimal
 import importlib
+import inspect
 import os
 import random
 import signal
@@ -198,6 +199,7 @@ def _on_reap(payload: dict[str, Any]) -> None:
             candidates=tuple(int(p) for p in payload.get("candidates") or ()),
             scanned=_opt_int(payload.get("scanned")),
             killed=_opt_int(payload.get("killed")),
+            error=None if payload.get("error") is None else str(payload.get("error")),
             **_stamp(),
         )
     )
@@ -307,17 +309,33 @@ def _write(op: str, args: Mapping[str, Any], once: bool) -> dict[str, Any]:
 
 def _long_tx(args: Mapping[str, Any]) -> dict[str, Any]:
     """Update a ``hot`` row (this worker's own, or ``row``) in a transaction, paused
-    inside it (unless ``pause`` is false) until the controller says continue."""
+    inside it (unless ``pause`` is false) until the controller says continue; marked
+    ``retryable`` when asked and the client's ``transaction`` takes the flag. A retried
+    body does not pause again: the controller waits for one pause per op."""
     row = int(args.get("row", _spec.slot if _spec else 0))
-    pause = bool(args.get("pause", True))
+    pause = [bool(args.get("pause", True))]
 
     def body(tx: Any) -> None:
         tx.execute(schema.HOT_SQL, (row,))
-        if pause:
+        if pause[0]:
+            pause[0] = False
             _pause("tx")
+            # a statement after the pause: what the transaction finds if its connection
+            # died meanwhile (lost before COMMIT) or its lease ran out (the fence)
+            tx.execute(schema.HOT_SQL, (row,))
 
-    CLIENT.transaction(body)
+    if args.get("retryable") and _takes_retryable(CLIENT.transaction):
+        CLIENT.transaction(body, retryable=True)
+    else:
+        CLIENT.transaction(body)
     return {"row": row}
+
+
+def _takes_retryable(fn: Any) -> bool:
+    try:
+        return "retryable" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _reap(args: Mapping[str, Any]) -> dict[str, Any]:

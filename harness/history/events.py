@@ -64,7 +64,7 @@ NeighbourShape = Literal[
 """How a generated neighbour's application_name relates to the service's lease (see
 :mod:`harness.chaos.neighbours`)."""
 ForeignF = Literal["register", "release"]
-ReapPassF = Literal["locked", "scanned", "pass_end", "busy"]
+ReapPassF = Literal["locked", "scanned", "pass_end", "busy", "error"]
 """The steps of a reaper pass recorded beside its kills: the advisory lock taken, the
 scan's decision, the lock about to be released; ``busy``: a pass that found the lock
 held by another reaper and ended at once."""
@@ -189,7 +189,8 @@ class ReapEvent:
 class ReapPassEvent:
     """A step of one reaper pass: ``locked`` (the advisory lock taken), ``scanned`` (the
     decision: ``candidates`` in kill order, out of ``scanned`` rows), ``pass_end`` (the
-    lock about to be released, ``killed`` kills). ``server_at`` is the server's clock
+    lock about to be released, ``killed`` kills), ``error`` (the pass raised ``error``,
+    an exception class name, and the client carried on). ``server_at`` is the server's clock
     when the lock was taken (``locked``) and just before it was released (``pass_end``):
     with them two passes' leaderships can be compared on one clock."""
 
@@ -202,6 +203,7 @@ class ReapPassEvent:
     candidates: tuple[int, ...] = ()
     scanned: int | None = None
     killed: int | None = None
+    error: str | None = None
     type: Literal["reap_pass"] = "reap_pass"
 
 

@@ -300,6 +300,7 @@ class HistoryWriter:
         candidates: Sequence[int] = (),
         scanned: int | None = None,
         killed: int | None = None,
+        error: str | None = None,
         time: float | None = None,
         wall: float | None = None,
     ) -> ReapPassEvent:
@@ -315,6 +316,7 @@ class HistoryWriter:
             candidates=tuple(candidates),
             scanned=scanned,
             killed=killed,
+            error=error,
         )
         self.append(ev)
         return ev

@@ -188,12 +188,15 @@ class H:
         reaper_pid: int = 900,
         server_at: float | None = None,
         candidates: tuple[int, ...] = (),
+        error: str | None = None,
     ) -> H:
         """A step of a reaper pass; ``server_at`` is a monotonic time (the server's clock
         is recorded as wall seconds), by default ``t``."""
         server = wall(t if server_at is None else server_at)
         self.events.append(
-            ReapPassEvent(f, reaper, reaper_pid, t, wall(t), server, candidates=candidates)
+            ReapPassEvent(
+                f, reaper, reaper_pid, t, wall(t), server, candidates=candidates, error=error
+            )
         )
         return self
 

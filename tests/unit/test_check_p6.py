@@ -336,3 +336,25 @@ def test_p6_leaves_terminations_by_others_to_the_other_properties() -> None:
     _logged(h, 103, 10.021, REAPER_PID)
     _logged(h, 555, 10.5, 777)  # another backend's kill statement: not a reaper's
     holds(check_p6(recorded(h, [before(), sample(10.2)])))
+
+
+# ------------------------------------------------------------------ a pass that raised
+
+
+def test_p6_holds_when_a_pass_failed_for_a_fault() -> None:
+    """A pass whose connection died (OperationalError) failed for the fault: no rule broken."""
+    h = zombies()
+    h.reap_step("locked", 10.0, reaper="w2")
+    h.reap_step("error", 10.01, reaper="w2", error="OperationalError")
+    holds(check_p6(recorded(h, [before(), sample(10.2)])))
+
+
+@pytest.mark.parametrize("cls", ["IndexError", "builtins.TypeError"])
+def test_p6_fails_when_a_pass_raised_a_programming_error(cls: str) -> None:
+    h = zombies()
+    h.reap_step("locked", 10.0, reaper="w2")
+    h.reap_step("error", 10.01, reaper="w2", error=cls)
+    e = violated(check_p6(recorded(h, [before(), sample(10.2)])), "P6-bug")
+    assert e["worker"] == "w2"
+    assert e["error"] == cls
+    assert "mistake in the reaper's own code" in e["explain"]

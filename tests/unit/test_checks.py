@@ -22,7 +22,7 @@ from harness.check import (
     lease_expiry_ms,
     render_verdict,
 )
-from harness.history import FinalState, ReapEvent, Sample
+from harness.history import FinalState, OpF, ReapEvent, Sample
 from tests.unit.builders import (
     GOOD_SIG,
     SERVICE,
@@ -397,11 +397,11 @@ def test_p3_final_state_that_does_not_add_up() -> None:
 # ---------------------------------------------------------------------------- P4
 
 
-def healed_run(*, took: float = 0.2, outcome: str = "ok", **err: Any) -> H:
-    """w1 spawns, faults heal at t=5, w1 thaws at t=6 and runs one op."""
+def healed_run(*, took: float = 0.2, outcome: str = "ok", f: OpF = "read", **err: Any) -> H:
+    """w1 spawns, faults heal at t=5, w1 thaws at t=6 and runs one op (``f``)."""
     h = H().spawn("w1", 0.0).fault("socket_reset", 1.0, "w1").fault("freeze", 2.0, "w1")
     h.fault("heal", 5.0).fault("thaw", 6.0, "w1")
-    op = h.invoke("w1", 6.0, op="first")
+    op = h.invoke("w1", 6.0, f, op="first")
     h.complete(op, 6.0 + took, outcome, **err)
     return h
 
@@ -427,7 +427,7 @@ def test_p4_crash() -> None:
     ],
 )
 def test_p4_first_op_after_heal_does_not_succeed_in_time(kw: dict[str, Any], words: str) -> None:
-    e = violated(check_p4(run(healed_run(**kw))), "P4-recovery")
+    e = violated(check_p4(run(healed_run(f="write", **kw))), "P4-recovery")
     assert e["op"]["op"] == "first"
     assert words in e["explain"]
 
@@ -470,7 +470,7 @@ def test_p4_op_interrupted_by_a_freeze_does_not_count() -> None:
     h.fault("freeze_mid_query", 6.2, "w1")
     h.info(cut, 6.3)
     h.fault("thaw", 8.0, "w1")
-    nxt = h.invoke("w1", 8.1)
+    nxt = h.invoke("w1", 8.1, "write")
     h.ok(nxt, 8.2)
     holds(check_p4(run(h)))
     h.events.pop()
@@ -501,7 +501,7 @@ def test_p4_escaped_error_before_heal_is_allowed() -> None:
 def test_p4_without_heal_uses_the_last_non_freeze_fault() -> None:
     h = H().spawn("w1", 0.0).fault("proxy_down", 1.0).fault("proxy_up", 2.0)
     h.fault("freeze", 3.0, "w1").fault("thaw", 4.0, "w1")
-    op = h.invoke("w1", 4.1)
+    op = h.invoke("w1", 4.1, "write")
     h.fail(op, 4.2, cls="ConnectionDead")
     v = check_p4(run(h))
     violated(v, "P4-recovery")
@@ -671,3 +671,49 @@ def test_a_violation_stands_even_when_sampling_fell_behind() -> None:
     v = check_p2(r)
     assert v.failed
     assert "P2-count" in clauses(v)
+
+
+# -- P4-contract: the spec's endings for what the op was
+
+
+@pytest.mark.parametrize(
+    ("f", "value", "cls"),
+    [
+        ("read", None, "OutcomeUnknown"),
+        ("slow_read", {"seconds": 0.1}, "ConnectionDead"),
+        ("burst", {"n": 3}, "harness.lease.errors.LeaseExpired"),
+        ("long_tx", {"retryable": True}, "ConnectionDead"),
+        ("long_tx", {"retryable": True}, "LeaseExpired"),
+        ("long_tx", {"retryable": False}, "psycopg.errors.InFailedSqlTransaction"),
+    ],
+)
+def test_p4_fails_when_an_op_ends_as_the_spec_does_not_allow(
+    f: OpF, value: dict[str, Any] | None, cls: str
+) -> None:
+    h = healed_run()
+    op = h.invoke("w1", 1.5, f, op="during-the-faults", value=value)
+    h.complete(op, 1.6, "fail", cls=cls, message="connection lost")
+    e = violated(check_p4(run(h)), "P4-contract")
+    assert e["op"]["op"] == "during-the-faults"
+    assert "the spec gives it no such ending" in e["explain"]
+
+
+@pytest.mark.parametrize(
+    ("f", "value", "cls"),
+    [
+        ("read", None, "RetriesExhausted"),
+        ("read", None, "psycopg.errors.QueryCanceled"),
+        ("long_tx", {"retryable": True}, "OutcomeUnknown"),
+        ("long_tx", {"retryable": True}, "RetriesExhausted"),
+        ("long_tx", {"retryable": False}, "ConnectionDead"),
+        ("long_tx", None, "LeaseExpired"),
+        ("write", None, "OutcomeUnknown"),
+    ],
+)
+def test_p4_holds_for_the_endings_the_spec_allows(
+    f: OpF, value: dict[str, Any] | None, cls: str
+) -> None:
+    h = healed_run()
+    op = h.invoke("w1", 1.5, f, op="during-the-faults", value=value)
+    h.complete(op, 1.6, "fail" if cls != "OutcomeUnknown" else "info", cls=cls)
+    holds(check_p4(run(h)))
