@@ -2,8 +2,9 @@
 
 Provokes: a slow read whose socket is reset (TCP RST) when its answer comes back,
 one whose proxy is closed while the server is silent, a worker frozen while
-the server runs its query, then thawed, and a retryable and a non-retryable
-transaction whose backend is terminated between its statements.
+the server runs its query, then thawed, a retryable and a non-retryable
+transaction whose backend is terminated between its statements, and two writes
+refused (by the server, and by the driver before sending) between the cuts.
 Judges: P4 (a cut socket is an error the client handles, never a hang or a dead
 worker; the next invocation succeeds), P1, P2, P3, P5.
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import sys
 
-from harness.chaos.steps import FreezeMid, Invoke, SocketReset, TerminateInTx, Thaw
+from harness.chaos.steps import FreezeMid, Invoke, Rejected, SocketReset, TerminateInTx, Thaw
 from harness.cli import main_for
 from scenarios._fleet import fleet_scenario
 
@@ -27,7 +28,9 @@ SCENARIO = fleet_scenario(
     [
         Invoke("read"),
         SocketReset("reset_peer"),
+        Rejected("server"),
         SocketReset("disable"),
+        Rejected("client"),
         FreezeMid("query"),
         Thaw(0),
         TerminateInTx(retryable=True),

@@ -2,7 +2,8 @@
 
 Provokes: warm sandboxes SIGKILLed while frozen with their links blackholed (a
 torn-down VM sends no FIN, so the server keeps each backend), while the rest of
-the fleet goes on writing; then a reaper pass once the zombies' leases expired.
+the fleet goes on writing; then a standalone reaper pass (a scheduled cleanup
+function on a short-lived connection of its own) once the zombies' leases expired.
 Judges: P2 (every zombie gone within the bound), P1 (no live sandbox's backend is
 killed), P3, P4, P5.
 
@@ -30,7 +31,7 @@ SCENARIO = fleet_scenario(
         Reclaim(1),
         Invoke("write"),
         Age(),
-        Reap(0),
+        Reap(0, standalone=True),
         Invoke("read"),
     ],
     judges="P1-P7",

@@ -51,7 +51,7 @@ from harness.infra.pgbouncer import PgBouncer
 from harness.infra.postgres import PostgresServer
 from harness.infra.toxiproxy import ToxiproxyServer
 from harness.lease import LeaseConfig
-from harness.observe import ActivitySampler, refusal_events, terminations
+from harness.observe import ActivitySampler, connection_events, refusal_events, terminations
 from harness.wait import poll
 
 SAMPLE_INTERVAL = 0.05
@@ -164,7 +164,8 @@ class LiveRun:
 
     def _record_terminations(self) -> None:
         """Every termination the server logged during the run, into the history (what
-        P1 and P5 judge for every driver; see :mod:`harness.check.terminations`)."""
+        P1 and P5 judge for every driver; see :mod:`harness.check.terminations`), and
+        its refusals and authorized connections."""
         text = self.env.pg.read_log()
         if not text:
             self.notes.append("no readable server log here: terminations judged from the ledger")
@@ -178,6 +179,8 @@ class LiveRun:
             f"terminations during the run, from the server's log: {len(found)}"
             + (f" ({', '.join(causes)})" if causes else "")
         )
+        for conn in connection_events(text, since_wall=self.started_wall, monotonic_offset=offset):
+            self.interpreter.history.append(conn)
         refused_events = refusal_events(text, since_wall=self.started_wall, monotonic_offset=offset)
         for refusal in refused_events:
             self.interpreter.history.append(refusal)
@@ -286,6 +289,7 @@ class ChaosEnv:
             max_kills=lease.max_kills,
             fence_margin=lease.fence_margin,
             heartbeat_margin=lease.heartbeat_margin,
+            renews_only_at_margin=self.driver is None,
             clock_start=self.clock_start,
         )
 
@@ -344,7 +348,15 @@ class ChaosEnv:
             ):
                 fleet.data.reset()
                 interpreter = Interpreter(
-                    fleet, history, self.pg, self.timings, self.cap, roles=self._roles
+                    fleet,
+                    history,
+                    self.pg,
+                    self.timings,
+                    self.cap,
+                    roles=self._roles,
+                    aequor_namespace=(
+                        LeaseConfig(**lease).aequor_lock_namespace if driver is None else None
+                    ),
                 )
                 live = LiveRun(self, interpreter, sampler, history_path, bug)
                 live.bouncer = bouncer

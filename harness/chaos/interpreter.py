@@ -45,6 +45,7 @@ from harness.chaos.steps import (
     Reap,
     ReaperRace,
     Reclaim,
+    Rejected,
     SocketReset,
     Step,
     TerminateBackend,
@@ -107,6 +108,9 @@ class Interpreter:
     notes: list[str] = field(default_factory=list)
     roles: dict[str, str] = field(default_factory=dict)
     """DSNs of the neighbours' roles, created on first use (shared across examples)."""
+    aequor_namespace: int | None = None
+    """pg-aequor's reaper-lock namespace, when the client takes that key as it leads
+    (the bundled client's default): a reaper frozen holding the leader lock is probed."""
 
     def apply(self, step: Step) -> None:
         handler = _HANDLERS.get(type(step))
@@ -194,6 +198,12 @@ def _invoke(it: Interpreter, step: Invoke) -> None:
         it.run(step.f, **args)
 
 
+@handles(Rejected)
+def _rejected(it: Interpreter, step: Rejected) -> None:
+    with contextlib.suppress(FleetAtCapacity):
+        it.run("rejected", side=step.side)
+
+
 @handles(Burst)
 def _burst(it: Interpreter, step: Burst) -> None:
     for p in it.start_reads(step.n):
@@ -274,11 +284,12 @@ def _reclaim(it: Interpreter, step: Reclaim) -> None:
 @handles(Reap)
 def _reap(it: Interpreter, step: Reap) -> None:
     name = it.pick(step.worker)
+    args: dict[str, Any] = {"standalone": True} if step.standalone else {}
     if name is None:
         with contextlib.suppress(FleetAtCapacity):
-            it.run("reap")
+            it.run("reap", **args)
     else:
-        it.run("reap", worker=name)
+        it.run("reap", worker=name, **args)
 
 
 # -- freezes in the middle of something ----------------------------------------------------
@@ -294,6 +305,9 @@ def _freeze_mid(it: Interpreter, step: FreezeMid) -> None:
             p = nemesis.freeze_mid_tx()
         else:
             p = nemesis.freeze_mid_reap(pause_at="locked")
+            if it.aequor_namespace is not None:
+                # a pg-aequor reaper of the service arrives now: it must find its key held
+                nemesis.probe_lock(p.worker, it.aequor_namespace, SERVICE_TAG)
     except FleetAtCapacity:
         it.notes.append(f"freeze mid-{step.what} skipped: no worker free")
         return

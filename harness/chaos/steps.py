@@ -44,6 +44,17 @@ class Invoke(Step):
 
 
 @dataclass(frozen=True)
+class Rejected(Step):
+    """A write that is refused: by the server, or by the driver before it is sent."""
+
+    side: Literal["server", "client"]
+
+    def describe(self) -> str:
+        by = "the server (NOT NULL)" if self.side == "server" else "the driver (a NUL byte)"
+        return f"invoke a write that {by} refuses; the client must hand the refusal back"
+
+
+@dataclass(frozen=True)
 class Burst(Step):
     n: int
 
@@ -110,8 +121,16 @@ class Reclaim(Step):
 @dataclass(frozen=True)
 class Reap(Step):
     worker: int
+    standalone: bool = False
+    """A cron-style pass on a short-lived connection of its own (``Reaper.run_once``)
+    rather than on the client's connection."""
 
     def describe(self) -> str:
+        if self.standalone:
+            return (
+                f"idle worker #{self.worker} runs a standalone reaper pass (a short-lived"
+                " connection of its own, as a scheduled cleanup function would)"
+            )
         return f"idle worker #{self.worker} runs a reaper pass"
 
 

@@ -36,6 +36,7 @@ from harness.chaos.steps import (
     QueryOutlivesLease,
     Reap,
     Reclaim,
+    Rejected,
     SocketReset,
     Step,
     TerminateBackend,
@@ -120,10 +121,12 @@ def neighbours(
 _BY_KIND: dict[str, Callable[[], st.SearchStrategy[Step]]] = {
     "invoke": lambda: st.builds(Invoke, st.sampled_from(["write", "write_once", "read", "burst"])),
     "burst": lambda: st.builds(Burst, st.integers(min_value=2, max_value=3)),
+    "rejected": lambda: st.builds(Rejected, st.sampled_from(["server", "client"])),
     "age": lambda: st.just(Age()),
     "linger": lambda: st.just(Linger()),
     "reclaim": lambda: st.builds(Reclaim, WORKER, st.booleans()),
     "reap": lambda: st.builds(Reap, WORKER),
+    "reap_standalone": lambda: st.builds(Reap, WORKER, st.just(True)),
     "freeze_mid": lambda: st.builds(FreezeMid, st.sampled_from(["query", "tx", "reap"])),
     "thaw": lambda: st.builds(Thaw, WORKER),
     "ack_lost": lambda: st.builds(

@@ -149,6 +149,9 @@ _GAVE_UP_EARLY = frozenset({"ConnectionDead", "LeaseExpired"})
 """Lease-spec errors that say "nothing applied, and not retried": the spec's answer only
 for work the caller did not let the client run again."""
 
+_GAVE_UP_LATE = frozenset({"OutcomeUnknown", "RetriesExhausted"})
+"""Lease-spec errors that say "the outcome is unknown" or "retried to the end"."""
+
 _RETRIED_FS = frozenset({"read", "slow_read", "burst"})
 """Operations whose every statement the worker marks idempotent."""
 
@@ -162,11 +165,18 @@ def _contract(op: Op) -> str | None:
     the caller marked retryable is run again as a whole when lost before COMMIT
     (nothing applied), so it never ends ``ConnectionDead`` or ``LeaseExpired``; and
     ``InFailedSqlTransaction`` is raised only when the body went on past a failed
-    statement, which the worker's ``long_tx`` body never does.
+    statement, which the worker's ``long_tx`` body never does; a write the server
+    refuses (or the driver, before sending) is a plain error reply, raised as it is
+    (LEASE_SPEC: "a plain error reply: FAIL"), never retried nor called unknown, and
+    never a success.
     """
+    if op.invoke.f == "rejected" and op.outcome == "ok":
+        return "the client reported success for a write the server or the driver refuses"
     if op.error is None or op.outcome not in ("fail", "info"):
         return None
     cls = op.error.cls.rsplit(".", 1)[-1]
+    if op.invoke.f == "rejected" and cls in _GAVE_UP_EARLY | _GAVE_UP_LATE:
+        return "a refused write is handed back as its refusal (nothing was applied)"
     if op.invoke.f in _RETRIED_FS and cls in _GAVE_UP_EARLY | {"OutcomeUnknown"}:
         return "an idempotent statement is run again when its connection dies"
     if op.invoke.f == "long_tx" and op.invoke.value.get("retryable") and cls in _GAVE_UP_EARLY:

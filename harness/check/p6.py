@@ -19,7 +19,7 @@ from harness.check.evidence import programming_error, reap_json
 from harness.check.passes import Pass, reaper_passes
 from harness.check.run import IDLE_STATES, Run, lease_expiry_ms
 from harness.check.verdict import Verdict, verdict
-from harness.history import ReapEvent, ReapPassEvent, Sample, to_json
+from harness.history import LockProbeEvent, ReapEvent, ReapPassEvent, Sample, to_json
 
 P6_TITLE = "the reaper keeps its own rules"
 
@@ -337,6 +337,26 @@ def _pass_bugs(run: Run) -> list[dict[str, Any]]:
     ]
 
 
+def _aequor_key(run: Run) -> list[dict[str, Any]]:
+    """While a pass leads it holds pg-aequor's key too (LEASE_SPEC, "Reaper": so that a
+    Node reaper of the same service cannot run a pass beside it): the harness's probe,
+    made while a pass was frozen holding the leader lock, must have found the key held."""
+    return [
+        {
+            "clause": "P6-aequor",
+            "explain": f"while reaper {e.worker}'s pass was frozen holding the leader lock,"
+            f" pg-aequor's key ({e.namespace}, hashtext({e.tag!r})) was free at"
+            f" {run.at(e.time)}: a pg-aequor reaper of the service could have led a pass"
+            " beside it",
+            "worker": e.worker,
+            "namespace": e.namespace,
+            "time": e.time,
+        }
+        for e in run.timeline.events
+        if isinstance(e, LockProbeEvent) and e.got
+    ]
+
+
 def _reaper_roles(run: Run) -> dict[int, str]:
     """Each reaper backend's role, from any sample that shows it."""
     pids = {e.reaper_pid for e in run.ledger if e.reaper_pid is not None}
@@ -366,7 +386,9 @@ def check_p6(run: Run) -> Verdict:
     first (``P6-order``); no pass took the lock while another held it, by the
     server's clock (``P6-leader``). Every termination the server's log attributes
     to a pass's own backend is a ``killed`` entry of that victim (``P6-ledger``).
-    No pass fails with a programming error (``P6-bug``, the classes of P4-bug).
+    No pass fails with a programming error (``P6-bug``, the classes of P4-bug). A
+    pass frozen holding the leader lock holds pg-aequor's key too (``P6-aequor``: the
+    harness's lock probe found it held).
     """
     passes, loose = reaper_passes(run.timeline.events)
     pass_of = {id(e): p for p in passes for e in p.entries}
@@ -388,6 +410,7 @@ def check_p6(run: Run) -> Verdict:
     evidence += _leadership(run, passes)
     evidence += _ledger_vs_server(run, passes)
     evidence += _pass_bugs(run)
+    evidence += _aequor_key(run)
     unstamped = sum(1 for e in run.ledger if e.at is None)
     return verdict(
         "P6",

@@ -34,7 +34,14 @@ from harness.check import wire
 from harness.check.run import Run, lease_expiry_ms, lease_instance
 from harness.check.timeline import Op
 from harness.check.verdict import Verdict, verdict
-from harness.history import BackendEvent, QueryStartEvent, to_json
+from harness.history import (
+    BackendEvent,
+    ConnectionEvent,
+    QueryErrorEvent,
+    QueryStartEvent,
+    WorkerEvent,
+    to_json,
+)
 
 P7_TITLE = "lease protocol"
 
@@ -42,6 +49,11 @@ EXACT = 1e-3
 """The expiry is whole milliseconds in the token: local and token agree to this."""
 PIPE_SLACK = 1.0
 """A clock skew recorded this long before an op's invoke may still not be applied."""
+STALE_S = 60.0
+"""How long before the server authorized a connection the lease it began with may have
+expired, skews aside, and still have been minted for that connection: a client mints
+its lease just before it connects, and one attempt lasts at most its connect timeout
+(seconds here); a minute is far beyond any attempt, even on a starved machine."""
 
 
 class _Views:
@@ -279,6 +291,130 @@ def _p7_renew(run: Run, v: _Views) -> list[dict[str, Any]]:
     return out
 
 
+def _p7_early(run: Run, v: _Views) -> list[dict[str, Any]]:
+    """No renewal while the lease still had more than the heartbeat margin left: the
+    spec's fence says send then (LEASE_SPEC, "Client"), and each needless renewal is a
+    round trip on every statement. Judged on each backend's first renewal only, against
+    its connect (a later renewal's predecessor may have been undone by a rolled-back
+    transaction). Exact: the client decided with its own clock reading ``c <= E_new -
+    ttl + 1 ms`` (the new token's expiry is that reading plus the TTL, cut to whole ms)
+    and its own expiry ``E_connect``, so it had at least ``E_connect - E_new + ttl - 1 ms``
+    left, whatever the clock skews."""
+    margin, ttl = run.config.heartbeat_margin, run.config.lease_ttl
+    if margin is None or not run.config.renews_only_at_margin:
+        return []
+    out: list[dict[str, Any]] = []
+    for (worker, pid), maps in sorted(v.maps.items()):
+        ordered = sorted(maps, key=lambda m: m.time)
+        for first, second in itertools.pairwise(ordered):
+            if first.renewed or not second.renewed:
+                continue
+            left = first.lease_expiry - second.lease_expiry + ttl - EXACT
+            if left > margin + EXACT:
+                out.append(
+                    {
+                        "clause": "P7-early",
+                        "explain": f"worker {worker} renewed its lease on backend {pid} at"
+                        f" {run.at(second.time)} with at least {left:.3f}s of it left by its"
+                        f" own clock; it renews only within the heartbeat margin"
+                        f" ({margin:.3f}s)",
+                        "worker": worker,
+                        "backend_pid": pid,
+                        "left_at_least_s": left,
+                        "connect": to_json(first),
+                        "renewal": to_json(second),
+                    }
+                )
+            break
+    return out
+
+
+def _p7_stale(run: Run) -> list[dict[str, Any]]:
+    """No backend of this service begins with a lease that was dead long before: every
+    connection the server authorized (its log) with a validly signed lease of the
+    service, workers' and standalone reapers' alike (not the harness's registered
+    neighbours, forged stale on purpose), carries an expiry no more than
+    :data:`STALE_S` plus the run's largest clock skew before the authorization."""
+    verify, prefix = run.config.verify, run.config.own_app_prefix
+    if verify is None or not run.config.renews_only_at_margin:
+        return []
+    skews = [
+        abs(float(f.value.get("seconds", 0.0))) for f in run.timeline.faults_of({"clock_skew"})
+    ]
+    slack = STALE_S + max(skews, default=0.0)
+    out = []
+    harness_made = run.foreign_pids  # the harness's forged neighbours: stale on purpose
+    for e in run.timeline.events:
+        if not isinstance(e, ConnectionEvent) or e.pid in harness_made:
+            continue
+        app = e.application_name
+        if app is None or not app.startswith(prefix) or not verify(app):
+            continue
+        ms = lease_expiry_ms(app)
+        if ms is None or ms / 1000 >= e.wall - slack:
+            continue
+        out.append(
+            {
+                "clause": "P7-stale",
+                "explain": f"the server authorized backend {e.pid} at {run.at(e.time)} with"
+                f" {app!r}, a lease that had expired {e.wall - ms / 1000:.0f}s before: no"
+                " client mints such a lease for a connection it is opening",
+                "pid": e.pid,
+                "application_name": app,
+                "expired_before_s": e.wall - ms / 1000,
+            }
+        )
+    return out
+
+
+def _p7_hooks(run: Run) -> list[dict[str, Any]]:
+    """The client's hooks say what happened (LEASE_SPEC, "Client": ``on_connect``,
+    ``on_reconnect``, ``on_query_error``): a worker process's first connect is not
+    called a reconnect and every later one is; an error the client called lost (it took
+    the connection) is never followed by a statement on that same backend. Judged where
+    the client said (a driver that does not report these is not judged)."""
+    out: list[dict[str, Any]] = []
+    connected: dict[str, bool] = {}
+    lost_at: dict[tuple[str, int], QueryErrorEvent] = {}
+    for e in run.timeline.events:
+        if isinstance(e, WorkerEvent) and e.f == "spawn":
+            connected.pop(e.worker, None)  # a new process: its client starts afresh
+        elif isinstance(e, BackendEvent) and not e.renewed:
+            lost_at.pop((e.worker, e.backend_pid), None)  # a new backend, even if a pid recurs
+            said, was = e.reconnect, connected.get(e.worker, False)
+            connected[e.worker] = True
+            if said is not None and said != was:
+                out.append(
+                    {
+                        "clause": "P7-hooks",
+                        "explain": f"worker {e.worker}'s client connected to backend"
+                        f" {e.backend_pid} at {run.at(e.time)} and its on_connect said"
+                        f" reconnect={said}, but it was its"
+                        f" {'second or later' if was else 'first'} connect",
+                        "worker": e.worker,
+                        "backend": to_json(e),
+                    }
+                )
+        elif isinstance(e, QueryErrorEvent) and e.lost and e.backend_pid is not None:
+            lost_at[(e.worker, e.backend_pid)] = e
+        elif isinstance(e, QueryStartEvent) and e.backend_pid is not None:
+            said_lost = lost_at.pop((e.worker, e.backend_pid), None)
+            if said_lost is not None:
+                out.append(
+                    {
+                        "clause": "P7-hooks",
+                        "explain": f"worker {e.worker}'s client said the {said_lost.error}"
+                        f" on backend {e.backend_pid} at {run.at(said_lost.time)} took the"
+                        f" connection (on_query_error lost=True), then sent on that backend"
+                        f" again at {run.at(e.time)}",
+                        "worker": e.worker,
+                        "query_error": to_json(said_lost),
+                        "query_start": to_json(e),
+                    }
+                )
+    return out
+
+
 def _fence_breach(
     run: Run,
     v: _Views,
@@ -373,7 +509,12 @@ def check_p7(run: Run) -> Verdict:
     a statement was sent on a lease that had less than the heartbeat margin left at
     such a point, without a renewal first. ``P7-wire`` (needs ``verify``): a token a
     mapping confirmed is not one the spec allows (format, service tag, signature;
-    :mod:`harness.check.wire`).
+    :mod:`harness.check.wire`). ``P7-early`` (needs ``heartbeat_margin`` and
+    ``renews_only_at_margin``): a backend's first renewal came with more than the
+    heartbeat margin left (see :func:`_p7_early`). ``P7-stale`` (the same, and
+    ``verify``): the server authorized a connection whose lease had long expired (see
+    :func:`_p7_stale`). ``P7-hooks``: the client's on_connect and on_query_error
+    said something that did not happen (see :func:`_p7_hooks`).
     """
     v = _Views(run)
     evidence = (
@@ -382,6 +523,9 @@ def check_p7(run: Run) -> Verdict:
         + _p7_ahead(run, v)
         + _p7_fence(run, v)
         + _p7_renew(run, v)
+        + _p7_early(run, v)
+        + _p7_stale(run)
+        + _p7_hooks(run)
     )
     sends = sum(len(qs) for qs in v.queries.values())
     renewals = sum(1 for ms in v.maps.values() for m in ms if m.renewed)

@@ -116,6 +116,10 @@ class RunConfig:
     heartbeat_margin: float | None = None
     """The client's heartbeat margin (``LeaseConfig.heartbeat_margin``): it renews before
     sending on a lease with less than this left by its own clock. None: not judged."""
+    renews_only_at_margin: bool = False
+    """The client renews only when the heartbeat margin requires it (the bundled lease
+    client, whose worker operations declare no expected duration): ``P7-early`` judges
+    renewals made with more left. False for clients with a renewal rule of their own."""
     clock_tolerance: float = 0.05
     """How far apart two stamps of one process may be when the code takes them at what
     should be one instant (scheduling noise on a loaded machine), and how far the

@@ -76,7 +76,16 @@ from harness.fleet.protocol import (
     decode_message,
     encode,
 )
-from harness.history import ErrorInfo, FaultF, HistoryWriter, OpEvent, OpF, ReapEvent, to_json
+from harness.history import (
+    ErrorInfo,
+    FaultF,
+    HistoryWriter,
+    OpEvent,
+    OpF,
+    QueryErrorEvent,
+    ReapEvent,
+    to_json,
+)
 from harness.infra.owned import owned, signals_held
 from harness.infra.postgres import PostgresServer
 from harness.infra.toxiproxy import ToxiproxyServer
@@ -327,7 +336,7 @@ class Fleet:
         ``worker``: that worker (it must be alive and idle), else Lambda routing.
         ``args``: ``amount`` (write, write_once), ``seconds`` (slow_read), ``n``
         (burst), ``pause_at`` (reap: ``locked`` or ``scanned``), ``row``, ``pause`` and
-        ``retryable`` (long_tx; retryable by default on odd-numbered workers).
+        ``retryable`` (long_tx; False by default).
         """
         if f not in OP_FS:
             raise FleetError(f"unknown operation {f!r}; known: {', '.join(sorted(OP_FS))}")
@@ -382,9 +391,7 @@ class Fleet:
         op = op or self.new_op_id()
         args = dict(args)
         if f == "long_tx":
-            # A fleet runs both kinds: every other sandbox marks its transaction
-            # retryable (run again as a whole when lost before COMMIT), the rest do not.
-            args.setdefault("retryable", w.number % 2 == 1)
+            args.setdefault("retryable", False)
         if f in ("write", "write_once"):
             value: dict[str, Any] = {"op_id": op, "amount": int(args.setdefault("amount", 1))}
         else:
@@ -579,6 +586,17 @@ class Fleet:
                 run_after, w.on_error = w.on_error, []
             elif isinstance(msg, QueryFailed):
                 run_after, w.on_error = w.on_error, []
+                self.history.append(
+                    QueryErrorEvent(
+                        worker=w.name,
+                        backend_pid=msg.backend_pid,
+                        sqlstate=msg.sqlstate,
+                        error=msg.error,
+                        lost=msg.lost,
+                        time=msg.time,
+                        wall=msg.wall,
+                    )
+                )
             elif isinstance(msg, Paused):
                 w.paused_at = msg.at
             elif isinstance(msg, Completed):
@@ -647,6 +665,7 @@ class Fleet:
             application_name=msg.application_name,
             lease_expiry=msg.lease_expiry or 0.0,
             renewed=msg.renewed,
+            reconnect=msg.reconnect,
             time=msg.time,
             wall=msg.wall,
         )

@@ -32,13 +32,16 @@ Freezes, thaws and reclaims at rest are the fleet's own (``Fleet.freeze``,
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from harness.errors import FleetError, FleetTimeout, PauseNotReached
 from harness.fleet.pending import OpResult, Pending
 from harness.fleet.protocol import PausePoint, Skew
+from harness.history import LockProbeEvent
 from harness.wait import poll
 
 if TYPE_CHECKING:
@@ -113,6 +116,29 @@ class Nemesis:
             during=pending,
         )
         return pending
+
+    def probe_lock(self, worker: str, namespace: int, tag: str) -> bool:
+        """Try ``pg_try_advisory_xact_lock(namespace, hashtext(tag))`` on the application
+        database from a session of the harness's own (released at once), while
+        ``worker``'s reaper pass is frozen; record what it found; True: the key was free."""
+        fleet = self.fleet
+        dsn = make_conninfo(fleet.pg.app_dsn, application_name=PROBE_APP)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", (namespace, tag)
+            ).fetchone()
+        got = bool(row and row[0])
+        fleet.history.append(
+            LockProbeEvent(
+                worker=worker,
+                namespace=namespace,
+                tag=tag,
+                got=got,
+                time=time.monotonic(),
+                wall=time.time(),
+            )
+        )
+        return got
 
     def socket_reset(
         self, pending: Pending, *, mode: ResetMode = "reset_peer", timeout: float | None = None
@@ -353,6 +379,10 @@ class Nemesis:
 
         fleet.on_next_error(worker, undo)
         pending.on_done(undo)
+
+
+PROBE_APP = "thawproof lock probe"
+"""The application_name of the harness's lock-probe session (never a lease)."""
 
 
 def _admin_dsn(fleet: Fleet) -> str:

@@ -57,7 +57,7 @@ or a ``write_once`` just before its client sends COMMIT (seen by ``on_query_star
 ReapStep = Literal["locked", "scanned", "kill", "busy", "pass_end", "error", "denied_once"]
 
 OP_FS: frozenset[str] = frozenset(
-    {"write", "write_once", "read", "slow_read", "long_tx", "burst", "reap"}
+    {"write", "write_once", "read", "slow_read", "long_tx", "burst", "reap", "rejected"}
 )
 
 
@@ -179,6 +179,9 @@ class OnBackend(Stamped):
     lease_expiry: float | None = None
     """Wall seconds; None for a client without leases."""
     renewed: bool = False
+    reconnect: bool | None = None
+    """A connect: what the client's ``on_connect`` said of it (a connect after its first
+    one); None: the client did not say."""
     kind: Literal["backend"] = "backend"
 
 
@@ -200,6 +203,8 @@ class QueryFailed(Stamped):
     backend_pid: int | None = None
     sqlstate: str | None = None
     error: str | None = None
+    lost: bool | None = None
+    """What the client's ``on_query_error`` said: the error took the connection."""
     kind: Literal["query_error"] = "query_error"
 
 

@@ -29,7 +29,10 @@ WRITE_SQL = (
 READ_SQL = "SELECT count(*) FROM ledger"
 SLOW_READ_SQL = "SELECT pg_sleep(%s)"
 HOT_SQL = "UPDATE hot SET n = n + 1 WHERE id = %s"
+HOT_READ_SQL = "SELECT n FROM hot WHERE id = %s"
 BURST_SQL = "SELECT 1"
+REJECTED_SQL = "INSERT INTO ledger (op_id, worker, amount) VALUES (NULL, %s, 0)"
+"""A write the server always rejects (op_id is NOT NULL: 23502), nothing applied."""
 
 
 def dollar_sql() -> dict[str, str]:
@@ -42,6 +45,7 @@ def dollar_sql() -> dict[str, str]:
         ("slow_read", SLOW_READ_SQL),
         ("hot", HOT_SQL),
         ("burst", BURST_SQL),
+        ("rejected", REJECTED_SQL),
     ):
         parts = text.split("%s")
         out[name] = parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], 1))

@@ -151,6 +151,10 @@ def _opt_float(v: Any) -> float | None:
     return None if v is None else float(v)
 
 
+def _opt_bool(v: Any) -> bool | None:
+    return None if v is None else bool(v)
+
+
 def _epoch(value: Any) -> float | None:
     """``state_change`` as the reaper reports it (a datetime or ISO text) -> Unix seconds."""
     if value is None:
@@ -174,6 +178,7 @@ def _on_backend(payload: Mapping[str, Any], renewed: bool) -> None:
             application_name=str(payload.get("application_name") or ""),
             lease_expiry=_opt_float(payload.get("lease_expiry")),
             renewed=renewed,
+            reconnect=_opt_bool(None if renewed else payload.get("reconnect")),
             **_stamp(),
         )
     )
@@ -248,6 +253,7 @@ def _hooks() -> dict[str, Callable[[dict[str, Any]], None]]:
             backend_pid=_opt_int(p.get("backend_pid")),
             sqlstate=p.get("sqlstate"),
             error=None if p.get("error") is None else str(p.get("error")),
+            lost=_opt_bool(p.get("lost")),
             **_stamp(),
         )
     )
@@ -322,7 +328,7 @@ def _long_tx(args: Mapping[str, Any]) -> dict[str, Any]:
             _pause("tx")
             # a statement after the pause: what the transaction finds if its connection
             # died meanwhile (lost before COMMIT) or its lease ran out (the fence)
-            tx.execute(schema.HOT_SQL, (row,))
+            tx.execute(schema.HOT_READ_SQL, (row,))
 
     if args.get("retryable") and _takes_retryable(CLIENT.transaction):
         CLIENT.transaction(body, retryable=True)
@@ -347,7 +353,15 @@ def _reap(args: Mapping[str, Any]) -> dict[str, Any]:
         return {"decisions": [], "reaper": False}
     _pause_at = args.get("pause_at")
     try:
-        decisions = CLIENT.reap_now()
+        if args.get("standalone") and hasattr(CLIENT, "reaper") and _spec is not None:
+            # a scheduled cleanup function: it holds no connection between passes (the
+            # client's is closed first: left idle past its lease, the pass would rightly
+            # reap it), then one pass on a connection of its own, whose failures are the
+            # op's (run_once does not swallow them as reap_now does)
+            CLIENT.close()
+            decisions = CLIENT.reaper.run_once(_spec.conninfo).ledger
+        else:
+            decisions = CLIENT.reap_now()
     finally:
         _pause_at = None
     return {"decisions": decisions}
@@ -358,6 +372,20 @@ def _burst(args: Mapping[str, Any]) -> dict[str, Any]:
     for _ in range(n):
         CLIENT.execute(schema.BURST_SQL, idempotent=True)
     return {"n": n}
+
+
+BAD_INPUT = "bad\x00input"
+"""Text no PostgreSQL driver can send (a NUL byte): rejected before it leaves the client."""
+
+
+def _rejected(args: Mapping[str, Any]) -> dict[str, Any]:
+    """A write that is refused: by the server (``side="server"``, a NOT NULL violation)
+    or by the driver itself before sending (``side="client"``, a NUL byte in a text
+    parameter). The client must hand the refusal back as it is, never retry it."""
+    assert _spec is not None
+    who = BAD_INPUT if args.get("side") == "client" else _spec.name
+    CLIENT.execute(schema.REJECTED_SQL, (who,))
+    return {"accepted": True}
 
 
 def _run(op: str, f: str, args: Mapping[str, Any]) -> Any:
@@ -374,6 +402,8 @@ def _run(op: str, f: str, args: Mapping[str, Any]) -> Any:
         return _long_tx(args)
     if f == "reap":
         return _reap(args)
+    if f == "rejected":
+        return _rejected(args)
     raise ProtocolError(f"unknown operation {f!r}")
 
 

@@ -23,7 +23,7 @@ from typing import Any, Literal, TypeAlias, get_args
 
 OpType = Literal["invoke", "ok", "fail", "info"]
 CompletionType = Literal["ok", "fail", "info"]
-OpF = Literal["write", "write_once", "read", "slow_read", "long_tx", "burst", "reap"]
+OpF = Literal["write", "write_once", "read", "slow_read", "long_tx", "burst", "reap", "rejected"]
 FaultF = Literal[
     "freeze",
     "thaw",
@@ -158,6 +158,8 @@ class BackendEvent:
     wall: float
     renewed: bool = False
     """A confirmed renewal of the lease on this backend (False: the client connected)."""
+    reconnect: bool | None = None
+    """A connect: the client's ``on_connect`` called it a reconnect (None: not said)."""
     type: Literal["backend"] = "backend"
 
 
@@ -291,6 +293,56 @@ class RefusalEvent:
     type: Literal["refusal"] = "refusal"
 
 
+@dataclass(frozen=True, slots=True)
+class ConnectionEvent:
+    """The server authorized a connection (its log's ``connection authorized`` line,
+    read when the run ends): backend ``pid`` of ``user`` on ``database`` began with
+    ``application_name`` (None: none was sent). Every client backend of the run, the
+    harness's own included: whatever a client sent at connect, the server's word."""
+
+    pid: int
+    user: str | None
+    database: str | None
+    application_name: str | None
+    time: float
+    wall: float
+    """The server log's timestamp."""
+    worker: str | None = None
+    """Always None: the server's record names no worker."""
+    type: Literal["connection"] = "connection"
+
+
+@dataclass(frozen=True, slots=True)
+class LockProbeEvent:
+    """The harness tried pg-aequor's reaper key, ``pg_try_advisory_xact_lock(namespace,
+    hashtext(tag))``, from a session of its own while ``worker``'s reaper pass was frozen
+    holding the leader lock; ``got``: the key was free (released at once)."""
+
+    worker: str
+    namespace: int
+    tag: str
+    got: bool
+    time: float
+    wall: float
+    type: Literal["lock_probe"] = "lock_probe"
+
+
+@dataclass(frozen=True, slots=True)
+class QueryErrorEvent:
+    """A statement of ``worker``'s client failed on ``backend_pid`` (its
+    ``on_query_error``): ``error`` (a class name), ``sqlstate``, and ``lost``, whether the
+    client said the error took the connection (None: not said)."""
+
+    worker: str
+    backend_pid: int | None
+    sqlstate: str | None
+    error: str | None
+    lost: bool | None
+    time: float
+    wall: float
+    type: Literal["query_error"] = "query_error"
+
+
 Event: TypeAlias = (
     OpEvent
     | FaultEvent
@@ -303,6 +355,9 @@ Event: TypeAlias = (
     | StepEvent
     | TerminationEvent
     | RefusalEvent
+    | ConnectionEvent
+    | LockProbeEvent
+    | QueryErrorEvent
 )
 EVENT_TYPES: tuple[type[Event], ...] = (
     OpEvent,
@@ -316,4 +371,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     StepEvent,
     TerminationEvent,
     RefusalEvent,
+    ConnectionEvent,
+    LockProbeEvent,
+    QueryErrorEvent,
 )

@@ -244,6 +244,7 @@ class HistoryWriter:
         application_name: str,
         lease_expiry: float,
         renewed: bool = False,
+        reconnect: bool | None = None,
         time: float | None = None,
         wall: float | None = None,
     ) -> BackendEvent:
@@ -256,6 +257,7 @@ class HistoryWriter:
             time=t,
             wall=w,
             renewed=renewed,
+            reconnect=reconnect,
         )
         self.append(ev)
         return ev

@@ -2,12 +2,13 @@
 
 - ``sampler``    ``pg_stat_activity`` many times a second (``ActivitySampler``)
 - ``serverlog``  the server log's terminations, cross-checked against the reaper's ledger,
-                 and its 53300 refusals
+                 its 53300 refusals, and every connection it authorized
 """
 
 from harness.observe.sampler import ActivitySampler
 from harness.observe.serverlog import (
     KillCrossCheck,
+    connection_events,
     cross_check_kills,
     parse_log,
     refusal_events,
@@ -19,6 +20,7 @@ from harness.observe.serverlog import (
 __all__ = [
     "ActivitySampler",
     "KillCrossCheck",
+    "connection_events",
     "cross_check_kills",
     "parse_log",
     "refusal_events",

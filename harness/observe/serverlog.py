@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from harness.history import RefusalEvent, TerminationCause, TerminationEvent
+from harness.history import ConnectionEvent, RefusalEvent, TerminationCause, TerminationEvent
 
 _TERMINATED = re.compile(
     r"^\S+ \S+ \S+ \[(?P<pid>\d+)\] .*FATAL:\s+terminating connection due to administrator command"
@@ -242,3 +242,34 @@ def refusal_events(
         for ln in parse_log(text)
         if ln.level == "FATAL" and ln.wall >= since_wall and ln.message.startswith(REFUSALS)
     ]
+
+
+_AUTHORIZED = re.compile(
+    r"^connection authorized: user=(?P<user>\S+) database=(?P<db>\S+)"
+    r"(?: application_name=(?P<app>.*?))?(?: SSL enabled.*)?$"
+)
+
+
+def connection_events(
+    text: str, *, since_wall: float = -math.inf, monotonic_offset: float = 0.0
+) -> list[ConnectionEvent]:
+    """Every connection the server authorized at or after ``since_wall``, with the
+    application_name it began with (times as in :func:`terminations`)."""
+    out = []
+    for ln in parse_log(text):
+        if ln.level != "LOG" or ln.wall < since_wall:
+            continue
+        m = _AUTHORIZED.match(ln.message)
+        if m is None:
+            continue
+        out.append(
+            ConnectionEvent(
+                pid=ln.pid,
+                user=m["user"],
+                database=m["db"],
+                application_name=m["app"] or None,
+                time=ln.wall - monotonic_offset,
+                wall=ln.wall,
+            )
+        )
+    return out

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from harness.check import Verdict, check_p5, check_p6, render_verdict
-from harness.history import ActivityRow, Sample, TerminationEvent
+from harness.history import ActivityRow, LockProbeEvent, Sample, TerminationEvent
 from tests.unit.builders import H, lease, recorded, row, sample, wall
 
 REAPER_PID = 900
@@ -358,3 +358,20 @@ def test_p6_fails_when_a_pass_raised_a_programming_error(cls: str) -> None:
     assert e["worker"] == "w2"
     assert e["error"] == cls
     assert "mistake in the reaper's own code" in e["explain"]
+
+
+# ------------------------------------------------------------------ pg-aequor's key
+
+
+@pytest.mark.parametrize("got", [False, True])
+def test_p6_judges_the_probe_of_pg_aequors_key_during_a_frozen_pass(got: bool) -> None:
+    h = zombies()
+    h.reap_step("locked", 10.0, reaper="w2")
+    h.events.append(LockProbeEvent("w2", 0x50474151, "thawproof", got, 10.05, wall(10.05)))
+    v = check_p6(recorded(h, [before(), sample(10.2)]))
+    if not got:
+        holds(v)
+        return
+    e = violated(v, "P6-aequor")
+    assert e["worker"] == "w2"
+    assert "could have led a pass beside it" in e["explain"]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from harness.check import Verdict, check_p7, render_verdict
-from harness.history import BackendEvent, Sample
+from harness.history import BackendEvent, ConnectionEvent, QueryErrorEvent, Sample
 from tests.unit.builders import H, lease, recorded, row, sample, wall
 
 
@@ -261,3 +261,132 @@ def test_p7_fails_on_a_send_inside_the_heartbeat_margin_without_renewing() -> No
 def test_p7_does_not_judge_renewing_without_a_heartbeat_margin() -> None:
     v = check_p7(recorded(_late(renew=False), heartbeat_margin=None))
     assert "P7-renew" not in [e["clause"] for e in v.evidence]
+
+
+# ------------------------------------------------------------------- renewing early
+
+
+def _renewed_at(t: float) -> H:
+    """w1 connects at t=0.5 with a 1 s lease (until 1.5) and renews at ``t`` (a new
+    lease until t + 1)."""
+    h = H().spawn("w1", 0.0).backend("w1", 101, 0.5, until=1.5, instance="w1a")
+    op = h.invoke("w1", t - 0.01, pid=101)
+    h.backend("w1", 101, t, until=t + 1.0, instance="w1a", renewed=True)
+    h.query("w1", 101, t + 0.005, until=t + 1.0)
+    return h.ok(op, t + 0.05)
+
+
+def test_p7_holds_for_a_renewal_inside_the_heartbeat_margin() -> None:
+    holds(check_p7(recorded(_renewed_at(1.1), heartbeat_margin=0.5, renews_only_at_margin=True)))
+
+
+def test_p7_fails_on_a_renewal_with_more_than_the_heartbeat_margin_left() -> None:
+    v = check_p7(recorded(_renewed_at(0.7), heartbeat_margin=0.5, renews_only_at_margin=True))
+    e = violated(v, "P7-early")
+    assert e["left_at_least_s"] == pytest.approx(0.799)
+    assert "renews only within the heartbeat margin" in e["explain"]
+
+
+def test_p7_does_not_judge_early_renewals_of_a_client_with_its_own_rule() -> None:
+    v = check_p7(recorded(_renewed_at(0.7), heartbeat_margin=0.5))
+    assert "P7-early" not in [e["clause"] for e in v.evidence]
+
+
+# ------------------------------------------------------------------- a stale lease at connect
+
+
+def _authorized(app: str, t: float = 2.0) -> H:
+    """The server's log: backend 555 authorized at ``t`` with ``app``."""
+    h = client()
+    h.events.append(ConnectionEvent(555, "app", "thawproof", app, t, wall(t)))
+    return h
+
+
+def test_p7_holds_for_connections_with_fresh_or_foreign_names() -> None:
+    h = _authorized(lease("cron1", 3.0))  # a standalone reaper's fresh lease
+    h.events.append(ConnectionEvent(556, "app", "thawproof", "psql", 2.1, wall(2.1)))
+    h.events.append(ConnectionEvent(557, "app", "thawproof", None, 2.2, wall(2.2)))
+    forged = lease("x", -1e6, sig="AAAAAAAAAAA")  # not ours: P5 and P6 judge what is done to it
+    h.events.append(ConnectionEvent(558, "app", "thawproof", forged, 2.3, wall(2.3)))
+    holds(check_p7(recorded(h, server(), renews_only_at_margin=True)))
+
+
+def test_p7_fails_on_a_connection_begun_with_a_long_expired_lease() -> None:
+    stale = lease("cron1", 2.0 - 20 * 86400)  # expiry x 999: twenty days back
+    e = violated(
+        check_p7(recorded(_authorized(stale), server(), renews_only_at_margin=True)), "P7-stale"
+    )
+    assert e["pid"] == 555
+    assert e["expired_before_s"] == pytest.approx(20 * 86400, abs=1)
+    assert "no client mints such a lease" in e["explain"]
+
+
+def test_p7_allows_a_lease_expired_by_less_than_a_slow_connect_and_the_skews() -> None:
+    h = _authorized(lease("cron1", 2.0 - 30.0))
+    holds(check_p7(recorded(h, server(), renews_only_at_margin=True)))
+    h.fault("clock_skew", 1.0, "w1", seconds=-0.5)
+    h.events.append(
+        ConnectionEvent(559, "app", "thawproof", lease("c2", 2.0 - 60.4), 2.0, wall(2.0))
+    )
+    holds(check_p7(recorded(h, server(), renews_only_at_margin=True)))
+
+
+def test_p7_leaves_the_harness_s_own_stale_neighbours_alone() -> None:
+    stale = lease("5uperU5r", 2.0 - 3600.0)
+    h = _authorized(stale)
+    h.foreign(555, 2.1, "forged")
+    holds(check_p7(recorded(h, server(), renews_only_at_margin=True)))
+
+
+# ------------------------------------------------------------------- the hooks tell the truth
+
+
+def _connects(*said: bool | None, respawn_before: int | None = None) -> H:
+    """w1's client connects len(said) times (backends 101, 102, ...), each on_connect
+    saying reconnect=said[i]; the worker process is respawned before connect
+    ``respawn_before`` (an index) when given."""
+    h = H().spawn("w1", 0.0)
+    for i, s in enumerate(said):
+        t = 1.0 + i
+        if respawn_before == i:
+            h.spawn("w1", t - 0.1, os_pid=4001)
+        app = lease("w1a", t + 1.0)
+        h.events.append(BackendEvent("w1", 101 + i, app, wall(t + 1.0), t, wall(t), reconnect=s))
+    return h
+
+
+@pytest.mark.parametrize(
+    ("said", "respawn"),
+    [((False, True, True), None), ((False, True, False), 2), ((None, None), None)],
+)
+def test_p7_holds_when_on_connect_says_what_happened(
+    said: tuple[bool | None, ...], respawn: int | None
+) -> None:
+    holds(check_p7(recorded(_connects(*said, respawn_before=respawn))))
+
+
+@pytest.mark.parametrize("said", [(True,), (False, False)])
+def test_p7_fails_when_on_connect_misnames_a_connect(said: tuple[bool, ...]) -> None:
+    e = violated(check_p7(recorded(_connects(*said))), "P7-hooks")
+    assert "its on_connect said" in e["explain"]
+
+
+def _lost_then(send_on: int) -> H:
+    """w1's statement on backend 101 fails at t=2 and its client says the connection was
+    lost; at t=2.5 it sends on ``send_on`` (after connecting to 102 when that is it)."""
+    h = _connects(False)
+    h.events.append(QueryErrorEvent("w1", 101, None, "OperationalError", True, 2.0, wall(2.0)))
+    if send_on == 102:
+        app = lease("w1a", 3.4)
+        h.events.append(BackendEvent("w1", 102, app, wall(3.4), 2.4, wall(2.4), reconnect=True))
+    h.query("w1", send_on, 2.5, until=3.4)
+    return h
+
+
+def test_p7_holds_when_a_lost_connection_is_replaced() -> None:
+    holds(check_p7(recorded(_lost_then(102))))
+
+
+def test_p7_fails_when_the_client_sends_on_a_connection_it_called_lost() -> None:
+    e = violated(check_p7(recorded(_lost_then(101))), "P7-hooks")
+    assert "on_query_error lost=True" in e["explain"]

@@ -685,6 +685,9 @@ def test_a_violation_stands_even_when_sampling_fell_behind() -> None:
         ("long_tx", {"retryable": True}, "ConnectionDead"),
         ("long_tx", {"retryable": True}, "LeaseExpired"),
         ("long_tx", {"retryable": False}, "psycopg.errors.InFailedSqlTransaction"),
+        ("rejected", {"side": "server"}, "OutcomeUnknown"),
+        ("rejected", {"side": "client"}, "RetriesExhausted"),
+        ("rejected", {"side": "server"}, "ConnectionDead"),
     ],
 )
 def test_p4_fails_when_an_op_ends_as_the_spec_does_not_allow(
@@ -708,6 +711,8 @@ def test_p4_fails_when_an_op_ends_as_the_spec_does_not_allow(
         ("long_tx", {"retryable": False}, "ConnectionDead"),
         ("long_tx", None, "LeaseExpired"),
         ("write", None, "OutcomeUnknown"),
+        ("rejected", {"side": "server"}, "psycopg.errors.NotNullViolation"),
+        ("rejected", {"side": "client"}, "psycopg.DataError"),
     ],
 )
 def test_p4_holds_for_the_endings_the_spec_allows(
@@ -717,3 +722,11 @@ def test_p4_holds_for_the_endings_the_spec_allows(
     op = h.invoke("w1", 1.5, f, op="during-the-faults", value=value)
     h.complete(op, 1.6, "fail" if cls != "OutcomeUnknown" else "info", cls=cls)
     holds(check_p4(run(h)))
+
+
+def test_p4_fails_when_a_refused_write_is_reported_a_success() -> None:
+    h = healed_run()
+    op = h.invoke("w1", 1.5, "rejected", op="refused", value={"side": "server"})
+    h.ok(op, 1.6)
+    e = violated(check_p4(run(h)), "P4-contract")
+    assert "reported success for a write" in e["explain"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.observe.serverlog import parse_log, terminations
+from harness.observe.serverlog import connection_events, parse_log, terminations
 
 ADMIN = "terminating connection due to administrator command"
 LOG = (Path(__file__).parents[1] / "fixtures" / "logs" / "pg15_terminations.log").read_text()
@@ -99,3 +99,19 @@ def test_a_kill_aimed_at_another_pid_is_not_the_killer() -> None:
     aimed = f"2026-01-01 00:00:00.150 UTC [16] app@db app=k2 {stmt}(13)"
     (kill,) = terminations("\n".join([reaper, aimed, v]))
     assert kill.killer_application_name == "k2"
+
+
+def test_every_authorized_connection_is_read_with_its_application_name() -> None:
+    found = connection_events(LOG)
+    assert [(c.user, c.database, c.application_name) for c in found] == [
+        ("thawproof_admin", "postgres", None),
+        ("thawproof_admin", "postgres", None),
+        ("thawproof_app", "thawproof", "victim"),
+        ("thawproof_app", "thawproof", "killer"),
+        ("thawproof_app", "thawproof", "idler"),
+        ("thawproof_app", "thawproof", "txidler"),
+    ]
+    assert all(c.pid > 0 and c.time == c.wall for c in found)
+    late = connection_events(LOG, since_wall=found[2].wall, monotonic_offset=100.0)
+    assert late[0].application_name == "victim"
+    assert late[0].time == late[0].wall - 100.0

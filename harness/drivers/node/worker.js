@@ -164,6 +164,12 @@ async function run(cmd) {
         await pause('tx')
       })
       return {}
+    case 'rejected':
+      // refused by the server (23502), or a NUL byte no driver may send
+      await driver.execute(sql.rejected, [args.side === 'client' ? 'bad\u0000input' : spec.name], {
+        idempotent: false,
+      })
+      return { accepted: true }
     case 'reap':
       // No reaper of its own: an ordinary invocation (the driver's cleaning still runs).
       await driver.execute(sql.burst, [], { idempotent: true })
