@@ -152,6 +152,10 @@ for work the caller did not let the client run again."""
 _GAVE_UP_LATE = frozenset({"OutcomeUnknown", "RetriesExhausted"})
 """Lease-spec errors that say "the outcome is unknown" or "retried to the end"."""
 
+_RETRYABLE_AT_CONNECT = frozenset({"53300", "57P01", "57P02", "57P03"})
+"""SQLSTATEs a refused connect is retried after (LEASE_SPEC: "Retryable on connect"),
+besides class 08."""
+
 _RETRIED_FS = frozenset({"read", "slow_read", "burst"})
 """Operations whose every statement the worker marks idempotent."""
 
@@ -168,13 +172,18 @@ def _contract(op: Op) -> str | None:
     statement, which the worker's ``long_tx`` body never does; a write the server
     refuses (or the driver, before sending) is a plain error reply, raised as it is
     (LEASE_SPEC: "a plain error reply: FAIL"), never retried nor called unknown, and
-    never a success.
+    never a success; and the client never gives up connecting (``ConnectFailed``) on
+    a refusal the spec makes retryable (53300, 57P01-57P03, class 08): that ends in a
+    connection or ``RetriesExhausted``.
     """
     if op.invoke.f == "rejected" and op.outcome == "ok":
         return "the client reported success for a write the server or the driver refuses"
     if op.error is None or op.outcome not in ("fail", "info"):
         return None
     cls = op.error.cls.rsplit(".", 1)[-1]
+    state = op.error.sqlstate or ""
+    if cls == "ConnectFailed" and (state.startswith("08") or state in _RETRYABLE_AT_CONNECT):
+        return f"a connect refused with {state} is retried (the spec's retryable connect errors)"
     if op.invoke.f == "rejected" and cls in _GAVE_UP_EARLY | _GAVE_UP_LATE:
         return "a refused write is handed back as its refusal (nothing was applied)"
     if op.invoke.f in _RETRIED_FS and cls in _GAVE_UP_EARLY | {"OutcomeUnknown"}:

@@ -730,3 +730,16 @@ def test_p4_fails_when_a_refused_write_is_reported_a_success() -> None:
     h.ok(op, 1.6)
     e = violated(check_p4(run(h)), "P4-contract")
     assert "reported success for a write" in e["explain"]
+
+
+@pytest.mark.parametrize(("state", "bad"), [("53300", True), ("08006", True), ("28P01", False)])
+def test_p4_fails_when_the_client_gives_up_a_retryable_connect(state: str, bad: bool) -> None:
+    h = healed_run()
+    op = h.invoke("w1", 1.5, "write", op="refused")
+    h.fail(op, 1.6, sqlstate=state, cls="harness.lease.errors.ConnectFailed")
+    v = check_p4(run(h))
+    if not bad:
+        holds(v)
+        return
+    e = violated(v, "P4-contract")
+    assert f"a connect refused with {state} is retried" in e["explain"]
