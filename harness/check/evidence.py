@@ -24,10 +24,15 @@ PROGRAMMING_ERRORS: frozenset[str] = frozenset(
 no database, network or lease condition is one of these."""
 
 
+def class_in(classes: frozenset[str], cls: str) -> bool:
+    """``cls`` (an exception class name, qualified or not) is one of ``classes``
+    (qualified or short names)."""
+    return cls in classes or cls.rsplit(".", 1)[-1] in classes
+
+
 def programming_error(cls: str) -> bool:
-    """``cls`` (an exception class name, qualified or not) is one of
-    :data:`PROGRAMMING_ERRORS`."""
-    return cls in PROGRAMMING_ERRORS or cls.rsplit(".", 1)[-1] in PROGRAMMING_ERRORS
+    """``cls`` is one of :data:`PROGRAMMING_ERRORS`."""
+    return class_in(PROGRAMMING_ERRORS, cls)
 
 
 def reap_json(r: ReapEvent) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from harness.check.evidence import programming_error
+from harness.check.evidence import class_in, programming_error
 from harness.check.run import Run
 from harness.check.timeline import Op, Timeline
 from harness.check.verdict import Verdict, verdict
@@ -124,10 +124,6 @@ def _err_txt(op: Op) -> str:
     return "no error recorded" if e is None else f"{e.cls} {e.sqlstate or '-'}: {e.message}"
 
 
-def _escaped(classes: frozenset[str], cls: str) -> bool:
-    return cls in classes or cls.rsplit(".", 1)[-1] in classes
-
-
 def _p4_escaped(run: Run, healed: float) -> list[dict[str, Any]]:
     classes = run.config.escaped_error_classes
     return [
@@ -140,7 +136,7 @@ def _p4_escaped(run: Run, healed: float) -> list[dict[str, Any]]:
         for op in run.timeline.ops
         if op.outcome == "fail"
         and op.error is not None
-        and _escaped(classes, op.error.cls)
+        and class_in(classes, op.error.cls)
         and op.end > healed
     ]
 
@@ -151,6 +147,10 @@ for work the caller did not let the client run again."""
 
 _GAVE_UP_LATE = frozenset({"OutcomeUnknown", "RetriesExhausted"})
 """Lease-spec errors that say "the outcome is unknown" or "retried to the end"."""
+
+_CONNECT_GAVE_UP = frozenset({"ConnectFailed"})
+_SWALLOWED = frozenset({"InFailedSqlTransaction"})
+"""The client's word for "the body went on past a failed statement"."""
 
 _RETRYABLE_AT_CONNECT = frozenset({"53300", "57P01", "57P02", "57P03"})
 """SQLSTATEs a refused connect is retried after (LEASE_SPEC: "Retryable on connect"),
@@ -180,17 +180,22 @@ def _contract(op: Op) -> str | None:
         return "the client reported success for a write the server or the driver refuses"
     if op.error is None or op.outcome not in ("fail", "info"):
         return None
-    cls = op.error.cls.rsplit(".", 1)[-1]
-    state = op.error.sqlstate or ""
-    if cls == "ConnectFailed" and (state.startswith("08") or state in _RETRYABLE_AT_CONNECT):
+    cls, state = op.error.cls, op.error.sqlstate or ""
+    if class_in(_CONNECT_GAVE_UP, cls) and (
+        state.startswith("08") or state in _RETRYABLE_AT_CONNECT
+    ):
         return f"a connect refused with {state} is retried (the spec's retryable connect errors)"
-    if op.invoke.f == "rejected" and cls in _GAVE_UP_EARLY | _GAVE_UP_LATE:
+    if op.invoke.f == "rejected" and class_in(_GAVE_UP_EARLY | _GAVE_UP_LATE, cls):
         return "a refused write is handed back as its refusal (nothing was applied)"
-    if op.invoke.f in _RETRIED_FS and cls in _GAVE_UP_EARLY | {"OutcomeUnknown"}:
+    if op.invoke.f in _RETRIED_FS and class_in(_GAVE_UP_EARLY | {"OutcomeUnknown"}, cls):
         return "an idempotent statement is run again when its connection dies"
-    if op.invoke.f == "long_tx" and op.invoke.value.get("retryable") and cls in _GAVE_UP_EARLY:
+    if (
+        op.invoke.f == "long_tx"
+        and op.invoke.value.get("retryable")
+        and class_in(_GAVE_UP_EARLY, cls)
+    ):
         return "a retryable transaction lost before COMMIT is run again as a whole"
-    if op.invoke.f == "long_tx" and cls == "InFailedSqlTransaction":
+    if op.invoke.f == "long_tx" and class_in(_SWALLOWED, cls):
         return (
             "that error says the body swallowed a failed statement, and the worker's"
             " transaction body lets every statement's error through"
