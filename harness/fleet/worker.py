@@ -155,6 +155,10 @@ def _opt_bool(v: Any) -> bool | None:
     return None if v is None else bool(v)
 
 
+def _opt_str(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
 def _epoch(value: Any) -> float | None:
     """``state_change`` as the reaper reports it (a datetime or ISO text) -> Unix seconds."""
     if value is None:
@@ -204,7 +208,7 @@ def _on_reap(payload: dict[str, Any]) -> None:
             candidates=tuple(int(p) for p in payload.get("candidates") or ()),
             scanned=_opt_int(payload.get("scanned")),
             killed=_opt_int(payload.get("killed")),
-            error=None if payload.get("error") is None else str(payload.get("error")),
+            error=_opt_str(payload.get("error")),
             **_stamp(),
         )
     )
@@ -252,7 +256,7 @@ def _hooks() -> dict[str, Callable[[dict[str, Any]], None]]:
         QueryFailed(
             backend_pid=_opt_int(p.get("backend_pid")),
             sqlstate=p.get("sqlstate"),
-            error=None if p.get("error") is None else str(p.get("error")),
+            error=_opt_str(p.get("error")),
             lost=_opt_bool(p.get("lost")),
             **_stamp(),
         )
@@ -319,12 +323,13 @@ def _long_tx(args: Mapping[str, Any]) -> dict[str, Any]:
     ``retryable`` when asked and the client's ``transaction`` takes the flag. A retried
     body does not pause again: the controller waits for one pause per op."""
     row = int(args.get("row", _spec.slot if _spec else 0))
-    pause = [bool(args.get("pause", True))]
+    pause = bool(args.get("pause", True))
 
     def body(tx: Any) -> None:
+        nonlocal pause
         tx.execute(schema.HOT_SQL, (row,))
-        if pause[0]:
-            pause[0] = False
+        if pause:
+            pause = False
             _pause("tx")
             # a statement after the pause: what the transaction finds if its connection
             # died meanwhile (lost before COMMIT) or its lease ran out (the fence)
